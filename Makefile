@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh machine (README.md):
+#   make demo   bootstrap .venv if needed, then the main job end to end on mnist5k
+#   make test   bootstrap .venv if needed, then the whole test suite
+SHELL := /bin/bash
+PY := .venv/bin/python
+WORKDIR ?= runs/demo
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: venv test test-fast demo clean help
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+venv:  ## Create .venv from requirements.txt (no-op when it is current).
+	@bash tools/bootstrap_venv.sh
+
+test: venv  ## Whole suite, slow end-to-end tests included (CI runs this).
+	TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest -q tests
+
+test-fast: venv  ## Suite without tests marked slow.
+	TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest -q -m "not slow" tests
+
+demo: venv  ## Main job end to end on the embedded mnist5k data (WORKDIR=runs/demo).
+	$(PY) -m tools.demo --workdir=$(WORKDIR)
+
+clean:  ## Remove run directories (not .venv).
+	rm -rf runs
