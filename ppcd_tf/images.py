@@ -1,0 +1,57 @@
+"""Image grids as PNG files and TensorBoard images.
+
+Images are float NHWC in [-1, 1] (1 or 3 channels); grids are uint8 HxWx3.
+"""
+
+import os
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["to_uint8", "make_grid", "save_png", "save_grid"]
+
+
+def to_uint8(images) -> np.ndarray:
+  """[-1, 1] floats -> uint8 [0, 255], grayscale repeated to RGB."""
+  x = np.asarray(images, dtype=np.float32)
+  if x.ndim == 3:
+    x = x[None]
+  if x.ndim != 4 or x.shape[-1] not in (1, 3):
+    raise ValueError(f"images must be NHWC with 1 or 3 channels, got shape {x.shape}")
+  x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+  x = np.clip((x + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+  if x.shape[-1] == 1:
+    x = np.repeat(x, 3, axis=-1)
+  return x
+
+
+def make_grid(images, rows: Optional[int] = None, pad: int = 2) -> np.ndarray:
+  """Tiles N images into `rows` rows (default: near-square), with a gray border."""
+  x = to_uint8(images)
+  n, h, w, c = x.shape
+  if n == 0:
+    raise ValueError("make_grid needs at least one image")
+  rows = rows or int(np.floor(np.sqrt(n)))
+  rows = max(1, min(rows, n))
+  cols = int(np.ceil(n / rows))
+  grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 128, np.uint8)
+  for i in range(n):
+    r, col = divmod(i, cols)
+    y0, x0 = pad + r * (h + pad), pad + col * (w + pad)
+    grid[y0:y0 + h, x0:x0 + w] = x[i]
+  return grid
+
+
+def save_png(array: np.ndarray, path: str) -> str:
+  """Writes a uint8 HxWx3 array as PNG atomically (temp file, then rename)."""
+  from PIL import Image
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp-{os.getpid()}"
+  Image.fromarray(array).save(tmp, format="PNG")
+  os.replace(tmp, path)
+  return path
+
+
+def save_grid(images, path: str, rows: Optional[int] = None) -> str:
+  """`make_grid` then `save_png`. Returns the path."""
+  return save_png(make_grid(images, rows=rows), path)
