@@ -24,7 +24,7 @@ class ImagesTest(absltest.TestCase):
     np.testing.assert_array_equal(g[6:10, 11:15], images.to_uint8(x)[5])
     with tempfile.TemporaryDirectory() as d:
       p = images.save_grid(x, os.path.join(d, "sub", "g.png"), rows=2)
-      self.assertEqual(Image.open(p).size, (16, 11))
+      self.assertEqual(Image.open(p).size, (3 * 6 + 2, 2 * 6 + 2))  # default pad=2
 
   def test_bad_shape(self):
     with self.assertRaisesRegex(ValueError, "NHWC"):
