@@ -297,9 +297,10 @@ class Config:
       _check(bool(self.distill.teacher_dir) or not uses_teacher,
              "distillation weights are > 0 but no --teacher_dir is given; pass the "
              "teacher workdir or set --lambda_att=0 --lambda_cam=0 --lambda_pix=0.")
-      _check(self.pruning.end_step <= self.optim.num_steps,
-             f"pruning end_step={self.pruning.end_step} is after num_steps="
-             f"{self.optim.num_steps}; the target would never be reached.")
+      _check(self.pruning.end_step < self.optim.num_steps,
+             f"prune_end_step={self.pruning.end_step} must be < num_steps="
+             f"{self.optim.num_steps}: the last pruning event runs at prune_end_step "
+             "and the survivors are fine-tuned after it.")
     return self
 
   def replace(self, **parts: Any) -> "Config":
