@@ -8,8 +8,8 @@ A workdir holds:
   train_summary.json     written when a run finishes
 
 Checkpoint object names (other tools rely on them): `step`, `generator`,
-`ema_generator`, `discriminator`, `g_optimizer`, `d_optimizer`, `mask_optimizer`,
-`data_iterator`. A teacher for `--mode=ppcd` is any workdir with `ema_generator`
+`ema_generator`, `discriminator`, `g_optimizer`, `d_optimizer`, `mask_optimizer`.
+The data position is the step (see `train_lib.Trainer._make_dataset`). A teacher for `--mode=ppcd` is any workdir with `ema_generator`
 and `discriminator` (from `--mode=teacher` or `tools/import_biggan`).
 
 TensorFlow writes a checkpoint's data and index under temporary names and only

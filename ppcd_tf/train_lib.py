@@ -1,0 +1,484 @@
+"""Teacher and PPCD training loops (METHOD.md "Objective", "Progressive pruning").
+
+`train(cfg)` runs one job in `cfg.run.workdir`, resuming from its latest checkpoint:
+
+* `mode=teacher`: BigGAN training with the hinge loss and an EMA generator.
+* `mode=ppcd`: the student (a masked PP-Res generator, started from the teacher's
+  EMA generator, D started from the teacher's D) trains with the hinge loss plus
+  the class-aware distillation terms (`ppcd_tf.distill`) and the mask sparsity
+  term, while `PruningController` removes channels at scheduled events until the
+  live generator fits the budget. After `prune_end_step` the masks are frozen and
+  the survivors are fine-tuned.
+
+Randomness: z and the fake class labels come from stateless RNGs keyed by
+(seed, step), so the step counter *is* the RNG state: a resumed run draws exactly
+the latents an uninterrupted run would. The data iterator is checkpointed too.
+
+Distribution: losses are per-replica means divided by the replica count, so the
+summed gradients equal the global-batch mean (mirrored == one device). Every
+replica draws the *global* batch of latents and takes its own slice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from absl import logging
+
+from ppcd_tf import checkpoints
+from ppcd_tf import config as config_lib
+from ppcd_tf import data as data_lib
+from ppcd_tf import distill
+from ppcd_tf import distribute
+from ppcd_tf import flops
+from ppcd_tf import images as images_lib
+from ppcd_tf import losses
+from ppcd_tf import pruning
+from ppcd_tf.discriminator import build_discriminator
+from ppcd_tf.generator import build_generator
+
+__all__ = ["Trainer", "train", "TrainingDivergedError", "SAMPLE_SEED"]
+
+SAMPLE_SEED = 1234
+_Z_SALT, _Y_SALT = 0x5EED, 0xC1A55
+
+
+class TrainingDivergedError(RuntimeError):
+  """A loss became NaN or Inf; the message names the term, the step and the checkpoint."""
+
+
+def _sample_rows(num_classes: int, max_rows: int = 10) -> np.ndarray:
+  if num_classes <= max_rows:
+    return np.arange(num_classes, dtype=np.int32)
+  return np.linspace(0, num_classes - 1, max_rows).round().astype(np.int32)
+
+
+class Trainer:
+  """Builds models, optimisers, data and checkpoints for one workdir, then trains.
+
+  Args:
+    cfg: a validated `Config`.
+    strategy: optional strategy (tests pass one); default from `cfg.run.strategy`.
+  """
+
+  def __init__(self, cfg: config_lib.Config,
+               strategy: Optional[tf.distribute.Strategy] = None):
+    self.cfg = cfg.validate()
+    self.workdir = cfg.run.workdir
+    self.strategy = strategy or distribute.make_strategy(cfg.run.strategy)
+    self.num_replicas = self.strategy.num_replicas_in_sync
+    if cfg.optim.batch_size % self.num_replicas:
+      raise config_lib.ConfigError(
+          f"batch_size={cfg.optim.batch_size} is not divisible by the "
+          f"{self.num_replicas} replicas of --strategy={cfg.run.strategy}; use a multiple "
+          f"of {self.num_replicas}.")
+    self.per_replica_batch = cfg.optim.batch_size // self.num_replicas
+    self.is_chief = distribute.is_chief(self.strategy)
+    self.ppcd = cfg.run.mode == "ppcd"
+    self.masked = self.ppcd and cfg.distill.use_masks
+    self.terms = distill.active_terms(cfg.distill) if self.ppcd else {}
+    self.needs_teacher = self.ppcd and (bool(self.terms) or cfg.distill.init_from_teacher)
+    self.model_cfg = cfg.model.resolved()
+
+    info = data_lib.dataset_info(cfg.data, cfg.model)
+    data_lib.check_compatible(info, cfg.model)
+    self.data_info = info
+
+    self._prepare_workdir()
+    with self.strategy.scope():
+      self._build()
+    self._build_checkpoint()
+    self._restore_or_initialise()
+    if self.masked:
+      self.controller = pruning.PruningController(
+          self.G, pruning.ProgressivePruningSchedule.from_pruning_config(cfg.pruning),
+          full_cost=self.full_cost, metric=self.cost_metric,
+          final_budget=cfg.pruning.budget_params or cfg.pruning.budget_macs)
+      self._update_mask_costs()
+    self._writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "train"))
+                    if self.is_chief else tf.summary.create_noop_writer())
+    self._train_step_fns = {}
+
+  # ------------------------------------------------------------------ set-up
+  def _prepare_workdir(self) -> None:
+    os.makedirs(self.workdir, exist_ok=True)
+    path = checkpoints.config_path(self.workdir)
+    if os.path.exists(path):
+      previous = checkpoints.read_config(self.workdir)
+      checkpoints.check_same_architecture(self.cfg.model, previous.model,
+                                          f"workdir {self.workdir}")
+      if previous.run.mode != self.cfg.run.mode:
+        raise config_lib.ConfigError(
+            f"workdir {self.workdir} holds a --mode={previous.run.mode} run; this is "
+            f"--mode={self.cfg.run.mode}. Use another --workdir.")
+    if self.is_chief:
+      checkpoints.write_config(self.workdir, self.cfg)
+
+  def _dummy_inputs(self, batch: int = 2):
+    m = self.model_cfg
+    z = tf.zeros([batch, m.z_dim])
+    y = tf.zeros([batch], tf.int32)
+    x = tf.zeros([batch, m.resolution, m.resolution, m.image_channels])
+    return z, y, x
+
+  def _build(self) -> None:
+    cfg, m = self.cfg, self.model_cfg
+    z, y, x = self._dummy_inputs()
+    self.G = build_generator(m, masked=self.masked, name="generator")
+    self.G_ema = build_generator(m, masked=self.masked, name="ema_generator")
+    self.D = build_discriminator(m)
+    for net in (self.G, self.G_ema):
+      net((z, y), training=False)
+    self.D((x, y), training=False)
+    if self.needs_teacher:
+      self._load_teacher()
+    adam = lambda lr: tf_keras.optimizers.Adam(  # noqa: E731
+        learning_rate=lr, beta_1=cfg.optim.beta1, beta_2=cfg.optim.beta2, epsilon=1e-6)
+    self.g_opt = adam(cfg.optim.g_lr)
+    self.d_opt = adam(cfg.optim.d_lr)
+    self.mask_opt = adam(cfg.optim.g_lr * cfg.pruning.mask_lr_scale)
+    mask_scores = [mk.score for _, mk in self.G.masks]
+    score_refs = {v.ref() for v in mask_scores}
+    self.g_vars = [v for v in self.G.trainable_variables if v.ref() not in score_refs]
+    self.mask_scores = mask_scores
+    self.g_opt.build(self.g_vars)
+    self.d_opt.build(self.D.trainable_variables)
+    if mask_scores:
+      self.mask_opt.build(mask_scores)
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.mask_costs = tf.Variable(tf.zeros([max(1, len(mask_scores))]), trainable=False,
+                                  name="mask_costs",
+                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    # EMA pairs: masks are copied (they are binary state), everything else averaged.
+    mask_refs = set()
+    for _, mk in self.G.masks:
+      mask_refs |= {mk.score.ref(), mk.alive.ref()}
+    if len(self.G.variables) != len(self.G_ema.variables):
+      raise RuntimeError("generator and EMA generator have different variable lists")
+    self._ema_pairs, self._copy_pairs = [], []
+    for src, dst in zip(self.G.variables, self.G_ema.variables):
+      if src.shape != dst.shape:
+        raise RuntimeError(f"EMA variable {dst.name} {dst.shape} != {src.name} {src.shape}")
+      (self._copy_pairs if src.ref() in mask_refs or not src.dtype.is_floating
+       else self._ema_pairs).append((src, dst))
+    # Full (unpruned) cost, the reference for the pruning budget.
+    self.cost_metric = "macs" if cfg.pruning.budget_macs else "params"
+    if self.masked:
+      reference = self.teacher_G if self.needs_teacher else build_generator(m, masked=False)
+      if not self.needs_teacher:
+        reference((z, y), training=False)
+      self.full_cost = (flops.live_params(reference) if self.cost_metric == "params"
+                        else flops.live_macs(reference))
+      if not self.needs_teacher:
+        del reference
+
+  def _load_teacher(self) -> None:
+    tdir = self.cfg.distill.teacher_dir
+    tcfg = checkpoints.read_config(tdir)
+    checkpoints.check_same_architecture(self.cfg.model, tcfg.model, f"teacher {tdir}")
+    z, y, x = self._dummy_inputs()
+    self.teacher_G = build_generator(self.model_cfg, masked=False, name="teacher_generator")
+    self.teacher_D = build_discriminator(self.model_cfg)
+    self.teacher_G((z, y), training=False)
+    self.teacher_D((x, y), training=False)
+    self.teacher_prefix, self.teacher_step = checkpoints.restore_objects_from_workdir(
+        tdir, ema_generator=self.teacher_G, discriminator=self.teacher_D)
+    logging.info("Teacher: %s (step %d)", self.teacher_prefix, self.teacher_step)
+
+  def _make_dataset(self, consumed_batches: int):
+    """Distributed training data, positioned after `consumed_batches` batches.
+
+    Distributed iterators cannot be checkpointed, so a resumed run rebuilds the
+    stream: with an in-memory cache (`--cache`, the default for small data) it
+    replays the same seeded stream and skips what was consumed, so the resumed run
+    sees exactly the batches an uninterrupted run would; without a cache, skipping
+    would re-decode everything seen so far, so the shuffle is reseeded with the
+    step instead (a different, still deterministic order).
+    """
+    cfg = self.cfg
+    seed, skip = cfg.run.seed, 0
+    if consumed_batches:
+      if cfg.data.cache:
+        skip = consumed_batches
+      else:
+        seed = (cfg.run.seed * 1_000_003 + consumed_batches) % (2 ** 31)
+
+    def dataset_fn(ctx):
+      per_replica = ctx.get_per_replica_batch_size(cfg.optim.batch_size)
+      ds = data_lib.build_dataset(cfg.data, cfg.model, per_replica, seed=seed,
+                                  input_context=ctx)
+      return ds.skip(skip) if skip else ds
+
+    return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+  def _build_checkpoint(self) -> None:
+    objects = dict(step=self.step, generator=self.G, ema_generator=self.G_ema,
+                   discriminator=self.D, g_optimizer=self.g_opt, d_optimizer=self.d_opt)
+    if self.mask_scores:
+      objects["mask_optimizer"] = self.mask_opt
+    self.checkpoint = tf.train.Checkpoint(**objects)
+    directory = checkpoints.checkpoint_dir(self.workdir)
+    if not self.is_chief:  # workers write to a throwaway directory
+      directory = os.path.join(directory, f"worker_tmp_{os.getpid()}")
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, directory, max_to_keep=self.cfg.run.keep_checkpoints,
+        step_counter=self.step)
+
+  def _restore_or_initialise(self) -> None:
+    prefix = checkpoints.restore_latest(self.checkpoint,
+                                        checkpoints.checkpoint_dir(self.workdir))
+    self.dataset = self._make_dataset(int(self.step.numpy()) * self.cfg.optim.d_steps)
+    self.iterator = iter(self.dataset)
+    if prefix:
+      logging.info("Resumed from %s at step %d", prefix, int(self.step.numpy()))
+      self.resumed_from = prefix
+      return
+    self.resumed_from = None
+    if self.ppcd and self.cfg.distill.init_from_teacher:
+      # The student starts as the teacher's EMA generator with all masks open, D as
+      # the teacher's D. Checkpoint paths of masked and unmasked generators match.
+      for name, target in (("ema_generator", self.G), ("ema_generator", self.G_ema),
+                           ("discriminator", self.D)):
+        tf.train.Checkpoint(**{name: target}).read(self.teacher_prefix).expect_partial()
+      z = tf.random.stateless_normal([2, self.model_cfg.z_dim], seed=[1, 2])
+      y = tf.constant([0, self.model_cfg.num_classes - 1], tf.int32)
+      diff = float(tf.reduce_max(tf.abs(self.G((z, y), training=False)
+                                        - self.teacher_G((z, y), training=False))))
+      if diff > 1e-5:
+        raise checkpoints.CheckpointError(
+            f"student initialised from teacher {self.teacher_prefix} differs from it by "
+            f"{diff:g}; the teacher checkpoint does not match this architecture.")
+    else:
+      for src, dst in self._ema_pairs + self._copy_pairs:
+        dst.assign(src)
+
+  # ------------------------------------------------------------------ the step
+  def _latents(self, step, salt, replica_id):
+    m, b = self.model_cfg, self.per_replica_batch
+    gb = self.cfg.optim.batch_size
+    seed = tf.stack([tf.cast(self.cfg.run.seed, tf.int64),
+                     step * (self.cfg.optim.d_steps + 1) + salt])
+    z = tf.random.stateless_normal([gb, m.z_dim], seed=seed + [_Z_SALT, 0])
+    y = tf.random.stateless_uniform([gb], seed=seed + [_Y_SALT, 0], minval=0,
+                                    maxval=m.num_classes, dtype=tf.int32)
+    start = replica_id * b
+    return z[start:start + b], y[start:start + b]
+
+  def _d_replica_step(self, images, labels, step, k):
+    rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+    z, y = self._latents(step, k, rid)
+    with tf.GradientTape() as tape:
+      fake = self.G((z, y), training=True)
+      logits = self.D((tf.concat([images, tf.stop_gradient(fake)], 0),
+                       tf.concat([labels, y], 0)), training=True)
+      real_logits, fake_logits = tf.split(logits, 2)
+      d_loss = losses.hinge_discriminator_loss(real_logits, fake_logits)
+      scaled = d_loss / self.num_replicas
+    grads = tape.gradient(scaled, self.D.trainable_variables)
+    self.d_opt.apply_gradients(zip(grads, self.D.trainable_variables))
+    return {"d_loss": d_loss, "d_real": tf.reduce_mean(real_logits),
+            "d_fake": tf.reduce_mean(fake_logits)}
+
+  def _g_replica_step(self, step, train_masks: bool):
+    rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+    z, y = self._latents(step, self.cfg.optim.d_steps, rid)
+    train_masks = train_masks and bool(self.mask_scores)
+    var_list = self.g_vars + (self.mask_scores if train_masks else [])
+    logs = {}
+    with tf.GradientTape() as tape:
+      fake, features = self.G.forward_with_features((z, y), training=True)
+      g_adv = losses.hinge_generator_loss(self.D((fake, y), training=True))
+      total = g_adv
+      logs["g_adv"] = g_adv
+      if self.terms:
+        ctx = distill.DistillationContext(self.teacher_G, self.teacher_D, z, y, fake,
+                                          features)
+        for name, weight in self.terms.items():
+          value = distill.DISTILLATION_TERMS[name].fn(ctx)
+          logs[f"distill_{name}"] = value
+          total = total + weight * value
+      if train_masks and self.cfg.pruning.sparsity_weight > 0:
+        sparse = losses.mask_sparsity_loss(
+            self.mask_scores, [mk.alive for _, mk in self.G.masks],
+            tf.unstack(self.mask_costs[:len(self.mask_scores)]))
+        logs["sparsity"] = sparse
+        total = total + self.cfg.pruning.sparsity_weight * sparse
+      logs["g_total"] = total
+      scaled = total / self.num_replicas
+    grads = tape.gradient(scaled, var_list)
+    n = len(self.g_vars)
+    self.g_opt.apply_gradients(zip(grads[:n], self.g_vars))
+    if train_masks:
+      self.mask_opt.apply_gradients(zip(grads[n:], self.mask_scores))
+    return logs
+
+  def _ema_update(self):
+    o = self.cfg.optim
+    decay = tf.where(self.step >= o.ema_start, o.ema_decay, 0.0)
+    for src, dst in self._ema_pairs:
+      dst.assign(decay * dst + (1.0 - decay) * src)
+    for src, dst in self._copy_pairs:
+      dst.assign(src)
+
+  def _make_train_step(self, train_masks: bool):
+    strategy = self.strategy
+
+    @tf.function
+    def train_step(iterator):
+      step = self.step.read_value()
+      logs = {}
+      for k in range(self.cfg.optim.d_steps):
+        images, labels = next(iterator)
+        out = strategy.run(self._d_replica_step, args=(images, labels, step, k))
+      logs.update(out)
+      out = strategy.run(self._g_replica_step, args=(step, train_masks))
+      logs.update(out)
+      self._ema_update()
+      self.step.assign_add(1)
+      return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+              for k, v in logs.items()}
+    return train_step
+
+  def train_step(self, train_masks: bool = True) -> Dict[str, float]:
+    """One D (x d_steps) + G update. Returns the losses as floats."""
+    if train_masks not in self._train_step_fns:
+      self._train_step_fns[train_masks] = self._make_train_step(train_masks)
+    logs = self._train_step_fns[train_masks](self.iterator)
+    return {k: float(v) for k, v in logs.items()}
+
+  # ------------------------------------------------------------------ pruning
+  def _update_mask_costs(self) -> None:
+    costs = flops.mask_channel_costs(self.G)
+    idx = 0 if self.cost_metric == "params" else 1
+    values = [float(costs[name][idx]) for name, _ in self.G.masks]
+    self.mask_costs.assign(np.asarray(values, np.float32))
+
+  def live_cost(self) -> Dict[str, int]:
+    return {"live_params": int(flops.live_params(self.G)),
+            "live_macs": int(flops.live_macs(self.G))}
+
+  # ------------------------------------------------------------------ outputs
+  def sample_grid(self, per_class: int = 8) -> np.ndarray:
+    rows = _sample_rows(self.model_cfg.num_classes)
+    y = np.repeat(rows, per_class).astype(np.int32)
+    z = tf.random.stateless_truncated_normal([len(y), self.model_cfg.z_dim],
+                                             seed=[SAMPLE_SEED, 0])
+    if self.cfg.run.truncation < 1.0:
+      z = z * self.cfg.run.truncation
+    imgs = self.G_ema((z, tf.constant(y)), training=False)
+    return images_lib.make_grid(imgs.numpy(), rows=len(rows))
+
+  def _write_samples(self, step: int) -> str:
+    grid = self.sample_grid()
+    path = os.path.join(self.workdir, "samples", f"step_{step:06d}.png")
+    images_lib.save_png(grid, path)
+    with self._writer.as_default(step=step):
+      tf.summary.image("samples/ema", grid[None], max_outputs=1)
+    return path
+
+  def _write_summaries(self, step: int, logs: Dict[str, float], steps_per_s: float) -> None:
+    with self._writer.as_default(step=step):
+      for k, v in logs.items():
+        tf.summary.scalar(f"loss/{k}", v)
+      tf.summary.scalar("perf/steps_per_second", steps_per_s)
+      tf.summary.scalar("lr/g", self.cfg.optim.g_lr)
+      tf.summary.scalar("lr/d", self.cfg.optim.d_lr)
+      cost = self.live_cost()
+      tf.summary.scalar("cost/live_g_params", cost["live_params"])
+      tf.summary.scalar("cost/live_g_macs", cost["live_macs"])
+      if self.masked:
+        tf.summary.scalar("lr/mask", self.cfg.optim.g_lr * self.cfg.pruning.mask_lr_scale)
+        tf.summary.scalar("cost/live_fraction", cost["live_params"] / self.full_cost
+                          if self.cost_metric == "params" else
+                          cost["live_macs"] / self.full_cost)
+        tf.summary.scalar("pruning/scheduled_budget", self.controller.budget(step))
+        for name, mk in self.G.masks:
+          tf.summary.scalar(f"channels_kept/{name}", mk.num_alive())
+          tf.summary.histogram(f"mask_scores/{name}", mk.score)
+
+  def _check_finite(self, logs: Dict[str, float], step: int) -> None:
+    bad = [k for k, v in logs.items() if not math.isfinite(v)]
+    if bad:
+      latest = self.manager.latest_checkpoint
+      where = (f"the last good checkpoint is {latest}; rerun to resume from it"
+               if latest else "no checkpoint was written yet")
+      raise TrainingDivergedError(
+          f"loss {', '.join(f'{k}={logs[k]}' for k in bad)} at step {step}: training "
+          f"diverged and was stopped without saving ({where}). Lower --g_lr/--d_lr or "
+          "check the data.")
+
+  # ------------------------------------------------------------------ the loop
+  def fit(self, progress: bool = True) -> Dict:
+    cfg = self.cfg
+    total = cfg.optim.num_steps
+    step = int(self.step.numpy())
+    bar = tf_keras.utils.Progbar(total, stateful_metrics=None, interval=2.0,
+                                 unit_name="step") if progress and self.is_chief else None
+    if bar is not None and step:
+      bar.update(step)
+    start, t_last, s_last = time.time(), time.time(), step
+    logs: Dict[str, float] = {}
+    events = []
+    while step < total:
+      if self.masked:
+        event = self.controller.maybe_prune(step)
+        if event is not None:
+          self._update_mask_costs()
+          events.append(event)
+          logging.info("step %d: pruned %d channels, live cost %d -> %d (budget %.0f)",
+                       step, event.channels_pruned, event.cost_before, event.cost_after,
+                       event.budget)
+      train_masks = self.masked and not self.controller.schedule.is_frozen(step)
+      logs = self.train_step(train_masks=train_masks)
+      step += 1
+      self._check_finite(logs, step)
+      if bar is not None:
+        shown = [(k, v) for k, v in logs.items() if k in ("d_loss", "g_adv", "g_total")]
+        if self.masked:
+          shown.append(("live_params", float(flops.live_params(self.G))))
+        bar.update(step, values=shown)
+      if step % cfg.run.log_every == 0 or step == total:
+        now = time.time()
+        sps = (step - s_last) / max(now - t_last, 1e-9)
+        t_last, s_last = now, step
+        self._write_summaries(step, logs, sps)
+      if step % cfg.run.sample_every == 0 or step == total:
+        if self.is_chief:
+          self._write_samples(step)
+      if step % cfg.run.save_every == 0 or step == total:
+        self.manager.save(checkpoint_number=step)
+    self._writer.flush()
+    wall = time.time() - start
+    summary = self._final_summary(step, logs, wall)
+    if self.is_chief:
+      checkpoints.write_json_atomic(os.path.join(self.workdir, "train_summary.json"), summary)
+    return summary
+
+  def _final_summary(self, step: int, logs: Dict[str, float], wall: float) -> Dict:
+    cost = self.live_cost()
+    out = dict(mode=self.cfg.run.mode, step=step, workdir=self.workdir,
+               losses=logs, wall_seconds=round(wall, 2),
+               num_replicas=self.num_replicas, resumed_from=self.resumed_from, **cost)
+    if self.masked:
+      out.update(full_cost=self.full_cost, cost_metric=self.cost_metric,
+                 final_budget=self.controller.final_budget,
+                 live_fraction=(cost["live_params"] if self.cost_metric == "params"
+                                else cost["live_macs"]) / self.full_cost,
+                 channels_kept=self.controller.channels_kept(),
+                 masks_binary=all(set(np.unique(mk.alive.numpy())) <= {0.0, 1.0}
+                                  for _, mk in self.G.masks))
+    return out
+
+
+def train(cfg: config_lib.Config, progress: bool = True,
+          strategy: Optional[tf.distribute.Strategy] = None) -> Dict:
+  """Trains (or resumes) the run described by `cfg`. Returns the final summary."""
+  return Trainer(cfg, strategy=strategy).fit(progress=progress)
