@@ -1,0 +1,362 @@
+"""BigGAN generator with optional PP-Res channel masks (METHOD.md "Architecture").
+
+Conventions: z is float32 [B, z_dim], labels y are int32 [B] in [0, num_classes),
+images are float32 NHWC [B, R, R, image_channels] in [-1, 1] (tanh).
+
+Structure (BigGAN-PyTorch `Generator`, G_shared=True):
+  * `shared`: class embedding num_classes x shared_dim (not spectrally normalised,
+    as in BigGAN).
+  * hierarchical z: z is split into num_blocks + 1 chunks; chunk 0 feeds the stem,
+    block i is conditioned on `concat[shared(y), z_chunk_{i+1}]` (BigGAN-PyTorch's
+    order, so its CBN projection weights map 1:1). Without hierarchical z the stem
+    takes all of z and every block is conditioned on shared(y) alone.
+  * `stem`: SN linear z_0 -> 4*4*C_stem, reshaped to [B, 4, 4, C_stem] (NHWC: unit
+    index (h*4 + w)*C + c; BigGAN-PyTorch's NCHW view orders units c*16 + h*4 + w).
+  * `blocks`: PPResBlock up-blocks (CBN, ReLU, nearest 2x, SN conv3x3, CBN, ReLU, SN
+    conv3x3, learnable 1x1 shortcut); self-attention after the block whose output
+    resolution is in `g_attention_res`.
+  * `final_bn` (unconditional) -> ReLU -> `final_conv` (SN conv3x3) -> tanh.
+
+`masked=True` adds ChannelMask layers (`stem_mask`, each block's `mask_mid` and
+`mask_out`; see `ppcd_tf.layers.blocks` for where they act). Masked and unmasked
+generators of one config have identical checkpoint paths for every non-mask
+variable, so `tf.train.Checkpoint(generator=teacher)` restores into a student.
+
+`channels` (GeneratorChannels) sets the widths, so the same builder makes the
+teacher, the masked student and the slimmed dense network. Self-attention's
+internal widths (C/8, C/2) always come from the *config* width of its block,
+because they are never pruned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Tuple
+
+import tensorflow as tf
+import tf_keras
+
+from ppcd_tf.config import ModelConfig
+from ppcd_tf.layers.attention import attention_widths
+from ppcd_tf.layers.blocks import PPResBlock
+from ppcd_tf.layers.conditional_batchnorm import batch_norm
+from ppcd_tf.layers.masks import ChannelMask
+from ppcd_tf.layers.spectral_norm import SNConv2D, SNDense, kernel_initializer
+
+__all__ = ["GeneratorChannels", "Generator", "build_generator", "model_config_from_dict",
+           "generator_layout", "BOTTOM_WIDTH"]
+
+BOTTOM_WIDTH = 4
+
+
+def model_config_from_dict(d: Dict[str, Any]) -> ModelConfig:
+  """ModelConfig from `dataclasses.asdict` output (JSON lists become tuples)."""
+  names = {f.name for f in dataclasses.fields(ModelConfig)}
+  values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
+  return ModelConfig(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorChannels:
+  """Channel widths of a generator: the stem and, per block, hidden and output.
+
+  Block i maps `inputs[i]` -> `mid[i]` -> `out[i]`, where `inputs` is
+  `(stem,) + out[:-1]`.
+  """
+  stem: int
+  mid: Tuple[int, ...]
+  out: Tuple[int, ...]
+
+  def __post_init__(self):
+    object.__setattr__(self, "stem", int(self.stem))
+    object.__setattr__(self, "mid", tuple(int(c) for c in self.mid))
+    object.__setattr__(self, "out", tuple(int(c) for c in self.out))
+    if len(self.mid) != len(self.out):
+      raise ValueError(f"GeneratorChannels: mid has {len(self.mid)} entries, out "
+                       f"{len(self.out)}; give one per block.")
+    if min((self.stem,) + self.mid + self.out) < 1:
+      raise ValueError(f"GeneratorChannels: every width must be >= 1, got {self}.")
+
+  @classmethod
+  def from_model_config(cls, model_cfg: ModelConfig) -> "GeneratorChannels":
+    """BigGAN widths: stem g_ch*mults[0], block i hidden = out = g_ch*mults[i+1]."""
+    m = model_cfg.resolved()
+    widths = tuple(m.g_ch * k for k in m.g_channel_mults)
+    return cls(stem=widths[0], mid=widths[1:], out=widths[1:])
+
+  @property
+  def num_blocks(self) -> int:
+    return len(self.out)
+
+  @property
+  def inputs(self) -> Tuple[int, ...]:
+    """Input width of each block."""
+    return (self.stem,) + self.out[:-1]
+
+  def to_dict(self) -> Dict[str, Any]:
+    return {"stem": self.stem, "mid": list(self.mid), "out": list(self.out)}
+
+  @classmethod
+  def from_dict(cls, d: Dict[str, Any]) -> "GeneratorChannels":
+    return cls(stem=d["stem"], mid=tuple(d["mid"]), out=tuple(d["out"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+  """Derived sizes shared by the model and the cost accounting."""
+  num_blocks: int
+  stem_z_dim: int           # z entries fed to the stem
+  cond_dim: int             # conditioning vector width of every CBN
+  resolutions: Tuple[int, ...]          # output resolution of each block
+  attention: Tuple[Optional[Tuple[int, int]], ...]  # (key, value) widths or None
+
+
+def generator_layout(model_cfg: ModelConfig) -> _Layout:
+  """Sizes derived from a ModelConfig (z split, CBN input width, attention)."""
+  m = model_cfg.resolved()
+  full = GeneratorChannels.from_model_config(m)
+  n = full.num_blocks
+  if m.hierarchical_z:
+    chunk = m.z_dim // (n + 1)
+    stem_z, cond = chunk, m.shared_dim + chunk
+  else:
+    stem_z, cond = m.z_dim, m.shared_dim
+  res = tuple(BOTTOM_WIDTH * 2 ** (i + 1) for i in range(n))
+  attn = tuple(attention_widths(full.out[i]) if res[i] in m.g_attention_res else None
+               for i in range(n))
+  return _Layout(n, stem_z, cond, res, attn)
+
+
+@tf_keras.saving.register_keras_serializable(package="ppcd_tf")
+class Generator(tf_keras.Model):
+  """BigGAN conditional generator; `masked=True` adds PP-Res channel masks.
+
+  Call: `G((z, y), training=False) -> images`. Build with `build_generator`, which
+  also creates the variables (a Keras subclassed model creates them on first call).
+  `training` must be a Python bool (or None = False): layers branch on it.
+
+  Args:
+    model_cfg: architecture (resolved and validated here).
+    masked: add ChannelMask layers.
+    channels: widths (default: the config's BigGAN widths).
+    sn_mode: "power_iteration" (train/teacher/student) or "frozen" (slimmed
+      generators: divide by the stored sigma, see `ppcd_tf.layers.spectral_norm`).
+    mask_initial_score: initial mask score.
+    init: weight initialisation, BigGAN-PyTorch's G_init: "ortho" (default),
+      "N02" or "glorot" (see `ppcd_tf.layers.kernel_initializer`).
+  """
+
+  def __init__(self, model_cfg: ModelConfig, masked: bool = False,
+               channels: Optional[GeneratorChannels] = None,
+               sn_mode: str = "power_iteration", mask_initial_score: float = 3.0,
+               init: str = "ortho", name: str = "generator", **kwargs):
+    super().__init__(name=name, **kwargs)
+    cfg = model_cfg.resolved()
+    cfg.validate()
+    channels = channels or GeneratorChannels.from_model_config(cfg)
+    layout = generator_layout(cfg)
+    if channels.num_blocks != layout.num_blocks:
+      raise ValueError(f"channels has {channels.num_blocks} blocks, resolution "
+                       f"{cfg.resolution} needs {layout.num_blocks}.")
+    self._model_cfg = cfg
+    self._channels = channels
+    self._layout = layout
+    self._masked = bool(masked)
+    self._sn_mode = sn_mode
+    self._mask_initial_score = float(mask_initial_score)
+    self._init = init
+    # Each layer copies the initializer (ppcd_tf.layers.spectral_norm), so kernels
+    # of equal shape do not start equal.
+    sn = dict(sn_eps=cfg.sn_eps, sn_mode=sn_mode,
+              kernel_initializer=kernel_initializer(init))
+
+    self.shared = tf_keras.layers.Embedding(
+        cfg.num_classes, cfg.shared_dim, embeddings_initializer=kernel_initializer(init),
+        name="shared")
+    self.stem = SNDense(BOTTOM_WIDTH * BOTTOM_WIDTH * channels.stem, name="stem", **sn)
+    self.stem_mask = (ChannelMask(channels.stem, mask_initial_score, name="stem_mask")
+                      if masked else None)
+    self.blocks = [
+        PPResBlock(channels.inputs[i], channels.mid[i], channels.out[i],
+                   attention=layout.attention[i], masked=masked, bn_eps=cfg.bn_eps,
+                   mask_initial_score=mask_initial_score, name=f"block{i}", **sn)
+        for i in range(layout.num_blocks)]
+    self.final_bn = batch_norm(cfg.bn_eps, affine=True, name="final_bn")
+    self.final_conv = SNConv2D(cfg.image_channels, 3, name="final_conv", **sn)
+
+  # ---- properties ----
+  @property
+  def model_cfg(self) -> ModelConfig:
+    """The resolved ModelConfig."""
+    return self._model_cfg
+
+  @property
+  def channels(self) -> GeneratorChannels:
+    """Built widths (for a masked generator: including pruned channels)."""
+    return self._channels
+
+  @property
+  def masked(self) -> bool:
+    return self._masked
+
+  @property
+  def sn_mode(self) -> str:
+    return self._sn_mode
+
+  @property
+  def masks(self) -> List[Tuple[str, ChannelMask]]:
+    """Ordered (name, ChannelMask): "stem", "block0/mid", "block0/out", ...
+
+    Empty for an unmasked generator.
+    """
+    if not self._masked:
+      return []
+    out = [("stem", self.stem_mask)]
+    for i, block in enumerate(self.blocks):
+      out += [(f"block{i}/mid", block.mask_mid), (f"block{i}/out", block.mask_out)]
+    return out
+
+  @property
+  def non_mask_trainable_variables(self) -> List[tf.Variable]:
+    """Trainable variables except mask scores (the network weights proper)."""
+    scores = {id(m.score) for _, m in self.masks}
+    return [v for v in self.trainable_variables if id(v) not in scores]
+
+  def live_channels(self) -> GeneratorChannels:
+    """Widths counting live channels only (= `channels` when unmasked)."""
+    if not self._masked:
+      return self._channels
+    return GeneratorChannels(
+        stem=self.stem_mask.num_alive(),
+        mid=tuple(b.mask_mid.num_alive() for b in self.blocks),
+        out=tuple(b.mask_out.num_alive() for b in self.blocks))
+
+  # ---- forward ----
+  def _split_inputs(self, inputs):
+    z, y = inputs
+    z = tf.convert_to_tensor(z, tf.float32)
+    y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+    n = self._layout.num_blocks
+    if self._model_cfg.hierarchical_z:
+      chunks = tf.split(z, n + 1, axis=1)
+      stem_z, block_z = chunks[0], chunks[1:]
+    else:
+      stem_z, block_z = z, [None] * n
+    return stem_z, block_z, y
+
+  def _conditions(self, block_z, y) -> List[tf.Tensor]:
+    shared = self.shared(y)
+    return [shared if zc is None else tf.concat([shared, zc], axis=1) for zc in block_z]
+
+  def forward_with_features(self, inputs, training=False):
+    """Runs G and returns `(images, features)`.
+
+    Args:
+      inputs: `(z, y)`, z float32 [B, z_dim], y int32 [B].
+      training: BatchNorm batch statistics and SN power-iteration updates.
+
+    Returns:
+      images [B, R, R, image_channels] in [-1, 1], and a list with one tensor per
+      G block: the block output after `mask_out` and after self-attention if any.
+    """
+    stem_z, block_z, y = self._split_inputs(inputs)
+    conds = self._conditions(block_z, y)
+    h = self.stem(stem_z, training=training)
+    h = tf.reshape(h, [-1, BOTTOM_WIDTH, BOTTOM_WIDTH, self._channels.stem])
+    in_mask = self.stem_mask
+    if in_mask is not None:
+      h = in_mask(h)
+    features = []
+    for block, cond in zip(self.blocks, conds):
+      h = block(h, cond, in_mask=in_mask, training=training)
+      features.append(h)
+      in_mask = block.mask_out
+    h = tf.nn.relu(self.final_bn(h, training=training))
+    if in_mask is not None:
+      h = in_mask(h)
+    images = tf.tanh(self.final_conv(h, training=training))
+    return images, features
+
+  def call(self, inputs, training=None):
+    images, _ = self.forward_with_features(inputs, training=training)
+    return images
+
+  def class_channel_weights(self, inputs) -> List[tf.Tensor]:
+    """Per G block, [B, C_i] = |gain_c| of the BatchNorm that consumes its output.
+
+    For block i < last this is the next block's first CBN gain `|1 + W_gain c|`,
+    which depends on the class embedding *and* that block's z chunk (hence the
+    `(z, y)` input); for the last block it is the final BN's |gamma| broadcast to
+    [B, C]. Spectral norm runs in inference mode (nothing is updated). A masked
+    generator returns all its built channels (pruned ones too; their features are
+    zero anyway). Used by the class-aware attention distillation (METHOD.md item 1).
+
+    Args:
+      inputs: `(z, y)` as for `call`.
+    """
+    _, block_z, y = self._split_inputs(inputs)
+    conds = self._conditions(block_z, y)
+    weights = [tf.abs(self.blocks[i + 1].bn1.channel_gain(conds[i + 1], training=False))
+               for i in range(len(self.blocks) - 1)]
+    batch = tf.shape(y)[0]
+    gamma = tf.abs(tf.convert_to_tensor(self.final_bn.gamma))
+    weights.append(tf.tile(gamma[None, :], [batch, 1]))
+    return weights
+
+  # ---- serialisation ----
+  def get_config(self) -> Dict[str, Any]:
+    return {"model_cfg": dataclasses.asdict(self._model_cfg), "masked": self._masked,
+            "channels": self._channels.to_dict(), "sn_mode": self._sn_mode,
+            "mask_initial_score": self._mask_initial_score, "init": self._init,
+            "name": self.name}
+
+  @classmethod
+  def from_config(cls, config: Dict[str, Any], custom_objects=None) -> "Generator":
+    del custom_objects
+    return build_generator(
+        model_config_from_dict(config["model_cfg"]), masked=config.get("masked", False),
+        channels=(GeneratorChannels.from_dict(config["channels"])
+                  if config.get("channels") else None),
+        sn_mode=config.get("sn_mode", "power_iteration"),
+        mask_initial_score=config.get("mask_initial_score", 3.0),
+        init=config.get("init", "ortho"), name=config.get("name", "generator"))
+
+  def get_build_config(self) -> Dict[str, Any]:
+    return {"built_by_dummy_call": True}
+
+  def build_from_config(self, config) -> None:
+    del config
+    self.build_by_dummy_call()
+
+  def build_by_dummy_call(self) -> None:
+    """Creates every variable by one inference call on a batch of 1."""
+    z = tf.zeros([1, self._model_cfg.z_dim], tf.float32)
+    y = tf.zeros([1], tf.int32)
+    self((z, y), training=False)
+
+
+def build_generator(model_cfg: ModelConfig, masked: bool = False,
+                    channels: Optional[GeneratorChannels] = None,
+                    name: str = "generator", sn_mode: str = "power_iteration",
+                    mask_initial_score: float = 3.0, init: str = "ortho") -> Generator:
+  """Builds a Generator with all variables created.
+
+  Args:
+    model_cfg: architecture.
+    masked: False for the plain BigGAN generator (teacher, no mask layers); True
+      for the PP-Res student with ChannelMask layers.
+    channels: widths; default BigGAN's widths from the config.
+    name: Keras model name.
+    sn_mode: "power_iteration" or "frozen" (slimmed generators).
+    mask_initial_score: initial mask score (masked only).
+    init: "ortho" (BigGAN default; ~25 s for the 128x128 G on 2 CPU cores, all
+      of it QR decompositions), "N02" or "glorot".
+
+  Returns:
+    A built `Generator`.
+  """
+  g = Generator(model_cfg, masked=masked, channels=channels, sn_mode=sn_mode,
+                mask_initial_score=mask_initial_score, init=init, name=name)
+  g.build_by_dummy_call()
+  return g
+

@@ -1,0 +1,285 @@
+"""Slimming: masked PP-Res generator -> smaller dense generator with the same function.
+
+After training (METHOD.md "After training"), the pruned channels and the mask
+layers are discarded: `slim_generator` builds
+`build_generator(cfg, masked=False, channels=<live widths>, sn_mode="frozen")` and
+copies every weight with the pruned channels sliced out (conv input/output
+channels, CBN gain/bias projection outputs and moving statistics, the stem linear's
+output units, attention 1x1 convs' input/output channels, final BN and conv
+inputs). Inference (`training=False`) of the slim generator equals the masked one
+to float32 round-off (`verify_slim`).
+
+Spectral norm, the subtle part. A masked layer computes `W / sigma(W)`. Slicing
+rows/columns out of `W` changes its largest singular value, so a slim layer that
+renormalised its sliced kernel would compute a different function. The slim
+generator's spectral-norm layers therefore run in `sn_mode="frozen"`: they divide
+their (sliced, raw) kernel by the stored `sn_sigma`, which slimming sets to exactly
+the sigma the masked layer uses at inference (`SpectralNormLayer.spectral_sigma(
+training=False)`: one power-iteration step from its stored `u`, not written back).
+The effective weights are thus identical element by element, also after
+save/load, since `sn_sigma` is an ordinary (non-trainable) variable. `sn_u` is
+sliced to the live outputs and renormalised, so switching a slim model back to
+`sn_mode="power_iteration"` (e.g. to fine-tune it) starts from a sensible vector.
+
+Exported artefacts (`save_slim_generator`): `config.json` (Generator.get_config),
+Keras weights in TF checkpoint format under `weights/`, and a SavedModel under
+`saved_model/` whose `serving_default` signature maps (z float32 [B, z_dim],
+y int32 [B]) -> {"images": float32 [B, R, R, C] in [-1, 1]}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from ppcd_tf import checkpoints
+from ppcd_tf import config as config_lib
+from ppcd_tf import flops
+from ppcd_tf.generator import BOTTOM_WIDTH, Generator, build_generator
+from ppcd_tf.layers.spectral_norm import SpectralNormLayer
+
+__all__ = ["slim_generator", "verify_slim", "save_slim_generator",
+           "load_slim_generator", "export_saved_model", "slim_and_report",
+           "live_index_sets", "restore_trained_generator", "REPORT_FILE"]
+
+_CONFIG_FILE = "config.json"
+_WEIGHTS_PREFIX = os.path.join("weights", "ckpt")
+_SAVED_MODEL_DIR = "saved_model"
+REPORT_FILE = "slim_report.json"
+
+
+def live_index_sets(generator: Generator) -> Dict[str, np.ndarray]:
+  """{mask name: live channel indices}; all channels for an unmasked generator."""
+  ch = generator.channels
+  if generator.masked:
+    return {name: mask.live_indices() for name, mask in generator.masks}
+  out = {"stem": np.arange(ch.stem)}
+  for i in range(ch.num_blocks):
+    out[f"block{i}/mid"] = np.arange(ch.mid[i])
+    out[f"block{i}/out"] = np.arange(ch.out[i])
+  return out
+
+
+def _take(array: np.ndarray, idx: Optional[np.ndarray], axis: int) -> np.ndarray:
+  return array if idx is None else np.take(array, idx, axis=axis)
+
+
+def _copy_spectral_norm(src: SpectralNormLayer, dst: SpectralNormLayer,
+                        in_idx: Optional[np.ndarray], out_idx: Optional[np.ndarray],
+                        in_axis: int, out_axis: int) -> None:
+  """Copies a sliced raw kernel (+ bias) and freezes the source's inference sigma."""
+  kernel = src._raw_weight().numpy()  # pylint: disable=protected-access
+  kernel = _take(_take(kernel, in_idx, in_axis), out_idx, out_axis)
+  dst._raw_weight().assign(kernel)  # pylint: disable=protected-access
+  if getattr(src, "bias", None) is not None:
+    dst.bias.assign(_take(src.bias.numpy(), out_idx, 0))
+  u = _take(src.sn_u.numpy(), out_idx, 0)
+  norm = float(np.linalg.norm(u))
+  dst.sn_u.assign(u / norm if norm > 0 else u)
+  dst.sn_sigma.assign(src.spectral_sigma(training=False))
+
+
+def _copy_cbn(src, dst, idx) -> None:
+  for name in ("gain_linear", "bias_linear"):
+    _copy_spectral_norm(getattr(src, name), getattr(dst, name), None, idx, 0, 1)
+  _copy_bn(src.bn, dst.bn, idx)
+
+
+def _copy_bn(src, dst, idx) -> None:
+  for s, d in zip(src.weights, dst.weights):
+    d.assign(_take(s.numpy(), idx, 0))
+
+
+def slim_generator(masked_generator: Generator, name: Optional[str] = None) -> Generator:
+  """Builds the dense generator of the live channels of `masked_generator`.
+
+  Args:
+    masked_generator: a built Generator (masked, or unmasked for a plain copy).
+    name: Keras name of the result (default: "<name>_slim").
+
+  Returns:
+    A built Generator with `masked=False`, `sn_mode="frozen"` and
+    `channels=masked_generator.live_channels()`; its `training=False` output equals
+    the masked generator's.
+  """
+  src = masked_generator
+  live = live_index_sets(src)
+  # Every weight is overwritten below; "N02" skips the QR decompositions of "ortho".
+  dst = build_generator(src.model_cfg, masked=False, channels=src.live_channels(),
+                        name=name or f"{src.name}_slim", sn_mode="frozen", init="N02")
+
+  dst.shared.embeddings.assign(src.shared.embeddings)
+  stem_idx = live["stem"]
+  stem_units = (np.arange(BOTTOM_WIDTH * BOTTOM_WIDTH)[:, None] * src.channels.stem
+                + stem_idx[None, :]).reshape(-1)
+  _copy_spectral_norm(src.stem, dst.stem, None, stem_units, 0, 1)
+
+  in_idx = stem_idx
+  for i, (s, d) in enumerate(zip(src.blocks, dst.blocks)):
+    mid_idx, out_idx = live[f"block{i}/mid"], live[f"block{i}/out"]
+    _copy_cbn(s.bn1, d.bn1, in_idx)
+    _copy_spectral_norm(s.conv1, d.conv1, in_idx, mid_idx, 2, 3)
+    _copy_cbn(s.bn2, d.bn2, mid_idx)
+    _copy_spectral_norm(s.conv2, d.conv2, mid_idx, out_idx, 2, 3)
+    _copy_spectral_norm(s.conv_sc, d.conv_sc, in_idx, out_idx, 2, 3)
+    if s.attention is not None:
+      for conv in ("theta", "phi", "g"):
+        _copy_spectral_norm(getattr(s.attention, conv), getattr(d.attention, conv),
+                            out_idx, None, 2, 3)
+      _copy_spectral_norm(s.attention.o, d.attention.o, None, out_idx, 2, 3)
+      d.attention.gamma.assign(s.attention.gamma)
+    in_idx = out_idx
+  _copy_bn(src.final_bn, dst.final_bn, in_idx)
+  _copy_spectral_norm(src.final_conv, dst.final_conv, in_idx, None, 2, 3)
+  return dst
+
+
+def verify_slim(masked: Generator, slim: Generator, num_batches: int = 3, batch: int = 4,
+                seed: int = 0) -> float:
+  """Max |masked - slim| over `num_batches` fixed batches of (z ~ N(0, 1), y), inference."""
+  cfg = masked.model_cfg
+  rng = np.random.RandomState(seed)
+  worst = 0.0
+  for _ in range(num_batches):
+    z = rng.standard_normal((batch, cfg.z_dim)).astype(np.float32)
+    y = rng.randint(0, cfg.num_classes, size=batch).astype(np.int32)
+    a = masked((z, y), training=False).numpy()
+    b = slim((z, y), training=False).numpy()
+    worst = max(worst, float(np.max(np.abs(a - b))))
+  return worst
+
+
+def export_saved_model(generator: Generator, path: str) -> str:
+  """Writes a SavedModel with `serving_default`: (z, y) -> {"images": ...}.
+
+  Only the variables and the inference function are exported (no Keras metadata),
+  so the SavedModel loads with plain `tf.saved_model.load` and converts to TFLite.
+  """
+  cfg = generator.model_cfg
+  module = tf.Module()
+  module.generator_variables = list(generator.variables)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, cfg.z_dim], tf.float32, name="z"),
+                                tf.TensorSpec([None], tf.int32, name="y")])
+  def serve(z, y):
+    return {"images": generator((z, y), training=False)}
+
+  module.serve = serve
+  tf.saved_model.save(module, path, signatures={"serving_default": serve})
+  return path
+
+
+def save_slim_generator(generator: Generator, directory: str) -> str:
+  """Saves config JSON, Keras weights (TF checkpoint format) and a SavedModel.
+
+  Returns:
+    `directory`.
+  """
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, _CONFIG_FILE), "w") as f:
+    json.dump({"generator": generator.get_config()}, f, indent=2)
+  generator.save_weights(os.path.join(directory, _WEIGHTS_PREFIX), save_format="tf")
+  export_saved_model(generator, os.path.join(directory, _SAVED_MODEL_DIR))
+  return directory
+
+
+def load_slim_generator(directory: str) -> Generator:
+  """Rebuilds a generator written by `save_slim_generator` (config + weights)."""
+  with open(os.path.join(directory, _CONFIG_FILE)) as f:
+    config = json.load(f)["generator"]
+  generator = Generator.from_config(config)
+  status = generator.load_weights(os.path.join(directory, _WEIGHTS_PREFIX))
+  status.assert_existing_objects_matched()
+  return generator
+
+
+def slim_and_report(masked_generator: Generator, out_dir: str,
+                    verify_batches: int = 3) -> Dict[str, Any]:
+  """Slims, verifies, saves the slim generator to `out_dir` and writes a report.
+
+  Args:
+    masked_generator: trained masked (or unmasked) generator.
+    out_dir: destination of config.json, weights/, saved_model/, slim_report.json.
+    verify_batches: batches of 4 used by `verify_slim`.
+
+  Returns:
+    The report dict also written to `out_dir/slim_report.json`: params/MACs before
+    (dense widths of the masked generator) and after, reductions, channels kept per
+    mask, per-layer cost rows of the slim generator, max abs difference.
+  """
+  slim = slim_generator(masked_generator)
+  diff = verify_slim(masked_generator, slim, num_batches=verify_batches)
+  save_slim_generator(slim, out_dir)
+  before = flops.generator_cost(masked_generator.model_cfg, masked_generator.channels)
+  after = flops.count_generator(slim)
+  full, kept = masked_generator.channels, slim.channels
+  channels = {"stem": {"kept": kept.stem, "total": full.stem}}
+  for i in range(full.num_blocks):
+    channels[f"block{i}/mid"] = {"kept": kept.mid[i], "total": full.mid[i]}
+    channels[f"block{i}/out"] = {"kept": kept.out[i], "total": full.out[i]}
+  report = {
+      "params_before": before.total_params, "params_after": after.total_params,
+      "param_reduction": 1.0 - after.total_params / before.total_params,
+      "macs_before": before.total_macs, "macs_after": after.total_macs,
+      "mac_reduction": 1.0 - after.total_macs / before.total_macs,
+      "channels": channels, "slim_channels": kept.to_dict(),
+      "max_abs_diff": diff, "verify_batches": verify_batches,
+      "layers_after": after.to_dict()["rows"],
+      "out_dir": os.path.abspath(out_dir),
+  }
+  with open(os.path.join(out_dir, REPORT_FILE), "w") as f:
+    json.dump(report, f, indent=2)
+  return report
+
+
+def restore_trained_generator(workdir: Optional[str] = None,
+                              checkpoint: Optional[str] = None,
+                              config_path: Optional[str] = None,
+                              key: str = "ema_generator") -> "tuple[Generator, str]":
+  """Builds the run's generator and restores it from a training checkpoint.
+
+  The run's `config.json` (`Config.to_dict()`) gives the architecture and whether
+  the generator is masked (`--mode=ppcd` with `--use_masks`); the checkpoint holds
+  it under `key` (`ema_generator`: the EMA weights used for evaluation).
+
+  Args:
+    workdir: a training workdir; its latest readable checkpoint is used unless
+      `checkpoint` is given.
+    checkpoint: an explicit checkpoint prefix (e.g. WORKDIR/checkpoints/ckpt-7).
+    config_path: config.json to use; default WORKDIR/config.json, or the one two
+      directories above `checkpoint`.
+    key: checkpoint object name of the generator.
+
+  Returns:
+    (generator, checkpoint prefix).
+
+  Raises:
+    checkpoints.CheckpointError: no config or no restorable checkpoint.
+  """
+  if not workdir and not checkpoint:
+    raise config_lib.ConfigError("pass --workdir=DIR or --checkpoint=PREFIX.")
+  if config_path is None:
+    run_dir = workdir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
+    config_path = checkpoints.config_path(run_dir)
+  if not os.path.exists(config_path):
+    raise checkpoints.CheckpointError(
+        f"{config_path} does not exist; pass --config=PATH to the run's config.json.")
+  with open(config_path) as f:
+    cfg = config_lib.Config.from_dict(json.load(f))
+  masked = cfg.run.mode == "ppcd" and cfg.distill.use_masks
+  generator = build_generator(cfg.model, masked=masked, name=key, init="N02")  # restored
+  if checkpoint:
+    try:
+      status = tf.train.Checkpoint(**{key: generator}).read(checkpoint)
+      status.assert_existing_objects_matched()
+      status.expect_partial()
+    except (tf.errors.OpError, ValueError, AssertionError) as e:
+      raise checkpoints.CheckpointError(
+          f"cannot restore {key} from {checkpoint}: {str(e).splitlines()[0][:200]}") from e
+    return generator, checkpoint
+  prefix, _ = checkpoints.restore_objects_from_workdir(workdir, **{key: generator})
+  return generator, prefix
