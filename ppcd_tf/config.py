@@ -186,6 +186,8 @@ class PruningConfig:
   power: float = 3.0
   sparsity_weight: float = 1e-4     # L1 on mask scores, weighted by channel cost
   mask_lr_scale: float = 10.0       # mask score learning rate = g_lr * scale
+  cost_exponent: float = 1.0        # rank by sigmoid(score) / relative_cost ** exponent
+  min_channel_fraction: float = 0.05  # every mask keeps at least this share (and >= 1)
 
   def validate(self) -> None:
     _check(0.0 < self.target_fraction < 1.0,
@@ -203,6 +205,9 @@ class PruningConfig:
     _check(self.power > 0, f"power={self.power} must be > 0.")
     _check(self.sparsity_weight >= 0, f"sparsity_weight={self.sparsity_weight} must be >= 0.")
     _check(self.mask_lr_scale > 0, f"mask_lr_scale={self.mask_lr_scale} must be > 0.")
+    _check(self.cost_exponent >= 0, f"cost_exponent={self.cost_exponent} must be >= 0.")
+    _check(0.0 <= self.min_channel_fraction < 1.0,
+           f"min_channel_fraction={self.min_channel_fraction} must be in [0, 1).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -110,6 +110,12 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                      "Weight of the cost-weighted L1 on mask scores (lambda_sparse).", **m)
   flags.DEFINE_float("mask_lr_scale", pd.mask_lr_scale,
                      "Mask-score learning rate as a multiple of --g_lr.", **m)
+  flags.DEFINE_float("prune_cost_exponent", pd.cost_exponent,
+                     "Channels are pruned lowest sigmoid(score) / relative_cost**exponent "
+                     "first: 1 = importance per parameter, 0 = importance alone.", **m)
+  flags.DEFINE_float("prune_min_channel_fraction", pd.min_channel_fraction,
+                     "Share of each mask's channels that is never pruned (at least 1), "
+                     "so no block is cut down to a single channel.", **m)
 
   # --- distillation ---
   m = dict(kw, module_name=_g("distillation"))
@@ -214,7 +220,9 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           budget_macs=f.budget_macs, schedule=f.prune_schedule,
           begin_step=f.prune_begin_step, end_step=f.prune_end_step,
           frequency=f.prune_frequency, power=f.prune_power,
-          sparsity_weight=f.sparsity_weight, mask_lr_scale=f.mask_lr_scale),
+          sparsity_weight=f.sparsity_weight, mask_lr_scale=f.mask_lr_scale,
+          cost_exponent=f.prune_cost_exponent,
+          min_channel_fraction=f.prune_min_channel_fraction),
       distill=config_lib.DistillConfig(
           teacher_dir=f.teacher_dir, init_from_teacher=f.init_from_teacher,
           lambda_att=f.lambda_att, lambda_cam=f.lambda_cam, lambda_pix=f.lambda_pix,

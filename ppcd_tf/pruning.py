@@ -129,10 +129,14 @@ class PruningController:
     metric: 'params' or 'macs'.
     final_budget: absolute final budget; 0 means `(1 - target) * full_cost`.
     min_channels: channels every mask keeps, so no block is cut off entirely.
+    min_channel_fraction: share of each mask's full width it always keeps.
+    cost_exponent: the ranking key is `sigmoid(score) / (cost / mean cost) ** e`;
+      1 ranks by importance per unit of cost (METHOD.md), 0 by importance alone.
   """
 
   def __init__(self, generator, schedule: ProgressivePruningSchedule, full_cost: int,
-               metric: str = "params", final_budget: int = 0, min_channels: int = 1):
+               metric: str = "params", final_budget: int = 0, min_channels: int = 1,
+               min_channel_fraction: float = 0.0, cost_exponent: float = 1.0):
     if metric not in ("params", "macs"):
       raise ValueError(f"metric={metric!r} must be 'params' or 'macs'")
     if full_cost <= 0:
@@ -150,6 +154,22 @@ class PruningController:
     self.final_budget = int(final_budget) or int(
         np.floor((1.0 - schedule.target_fraction) * full_cost))
     self.min_channels = int(min_channels)
+    self.min_channel_fraction = float(min_channel_fraction)
+    self.cost_exponent = float(cost_exponent)
+
+  @classmethod
+  def from_config(cls, generator, cfg: config_lib.PruningConfig, full_cost: int
+                  ) -> "PruningController":
+    """Controller for `generator` from a `PruningConfig`."""
+    return cls(generator, ProgressivePruningSchedule.from_pruning_config(cfg), full_cost,
+               metric="macs" if cfg.budget_macs else "params",
+               final_budget=cfg.budget_params or cfg.budget_macs,
+               min_channel_fraction=cfg.min_channel_fraction,
+               cost_exponent=cfg.cost_exponent)
+
+  def _keep_at_least(self, mask) -> int:
+    return max(self.min_channels,
+               int(np.ceil(self.min_channel_fraction * mask.num_channels)))
 
   def live_cost(self) -> int:
     from ppcd_tf import flops
@@ -175,15 +195,16 @@ class PruningController:
     mean_cost = float(np.mean([c for c in all_costs if c > 0]) or 1.0)
     for name, mask in self.generator.masks:
       live = mask.live_indices()
-      if len(live) <= self.min_channels:
+      keep = self._keep_at_least(mask)
+      if len(live) <= keep:
         continue
       cost = float(costs[name][cost_index])
       if cost <= 0:
         continue
       score = tf.sigmoid(tf.gather(tf.convert_to_tensor(mask.score), live)).numpy()
-      keys = score / (cost / mean_cost)
-      order = np.argsort(-keys, kind="stable")  # keep the best min_channels
-      for j in order[self.min_channels:]:
+      keys = score / (cost / mean_cost) ** self.cost_exponent
+      order = np.argsort(-keys, kind="stable")  # the best `keep` are never candidates
+      for j in order[keep:]:
         cands.append((float(keys[j]), name, int(live[j]), cost))
     cands.sort(key=lambda c: (c[0], c[1], c[2]))
     return cands

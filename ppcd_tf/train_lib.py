@@ -97,14 +97,12 @@ class Trainer:
     self._build_checkpoint()
     self._restore_or_initialise()
     if self.masked:
-      self.controller = pruning.PruningController(
-          self.G, pruning.ProgressivePruningSchedule.from_pruning_config(cfg.pruning),
-          full_cost=self.full_cost, metric=self.cost_metric,
-          final_budget=cfg.pruning.budget_params or cfg.pruning.budget_macs)
+      self.controller = pruning.PruningController.from_config(
+          self.G, cfg.pruning, full_cost=self.full_cost)
       self._update_mask_costs()
     self._writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "train"))
                     if self.is_chief else tf.summary.create_noop_writer())
-    self._train_step_fns = {}
+    self._train_step_fn = None
 
   # ------------------------------------------------------------------ set-up
   def _prepare_workdir(self) -> None:
@@ -154,6 +152,10 @@ class Trainer:
       self.mask_opt.build(mask_scores)
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    # 1.0 while mask scores train, 0.0 once the masks are frozen (after end_step).
+    # A variable, not a Python flag, so freezing does not retrace the step.
+    self.masks_trainable = tf.Variable(1.0, trainable=False, name="masks_trainable",
+                                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     self.mask_costs = tf.Variable(tf.zeros([max(1, len(mask_scores))]), trainable=False,
                                   name="mask_costs",
                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -287,11 +289,11 @@ class Trainer:
     return {"d_loss": d_loss, "d_real": tf.reduce_mean(real_logits),
             "d_fake": tf.reduce_mean(fake_logits)}
 
-  def _g_replica_step(self, step, train_masks: bool):
+  def _g_replica_step(self, step):
     rid = tf.distribute.get_replica_context().replica_id_in_sync_group
     z, y = self._latents(step, self.cfg.optim.d_steps, rid)
-    train_masks = train_masks and bool(self.mask_scores)
-    var_list = self.g_vars + (self.mask_scores if train_masks else [])
+    train_masks = bool(self.mask_scores)
+    var_list = self.g_vars + self.mask_scores
     logs = {}
     with tf.GradientTape() as tape:
       fake, features = self.G.forward_with_features((z, y), training=True)
@@ -310,7 +312,7 @@ class Trainer:
             self.mask_scores, [mk.alive for _, mk in self.G.masks],
             tf.unstack(self.mask_costs[:len(self.mask_scores)]))
         logs["sparsity"] = sparse
-        total = total + self.cfg.pruning.sparsity_weight * sparse
+        total = total + (self.cfg.pruning.sparsity_weight * self.masks_trainable) * sparse
       logs["g_total"] = total
       scaled = total / self.num_replicas
     grads = tape.gradient(scaled, var_list)
@@ -328,7 +330,7 @@ class Trainer:
     for src, dst in self._copy_pairs:
       dst.assign(src)
 
-  def _make_train_step(self, train_masks: bool):
+  def _make_train_step(self):
     strategy = self.strategy
 
     @tf.function
@@ -339,7 +341,7 @@ class Trainer:
         images, labels = next(iterator)
         out = strategy.run(self._d_replica_step, args=(images, labels, step, k))
       logs.update(out)
-      out = strategy.run(self._g_replica_step, args=(step, train_masks))
+      out = strategy.run(self._g_replica_step, args=(step,))
       logs.update(out)
       self._ema_update()
       self.step.assign_add(1)
@@ -347,12 +349,24 @@ class Trainer:
               for k, v in logs.items()}
     return train_step
 
-  def train_step(self, train_masks: bool = True) -> Dict[str, float]:
+  def train_step(self) -> Dict[str, float]:
     """One D (x d_steps) + G update. Returns the losses as floats."""
-    if train_masks not in self._train_step_fns:
-      self._train_step_fns[train_masks] = self._make_train_step(train_masks)
-    logs = self._train_step_fns[train_masks](self.iterator)
+    if self._train_step_fn is None:
+      self._train_step_fn = self._make_train_step()
+    logs = self._train_step_fn(self.iterator)
     return {k: float(v) for k, v in logs.items()}
+
+  def set_masks_trainable(self, trainable: bool) -> None:
+    """Freezes (or unfreezes) the mask scores without retracing the step.
+
+    Frozen: the mask optimiser's learning rate and the sparsity weight are 0, so
+    scores do not move; `alive` never changes outside pruning events anyway.
+    """
+    if not self.mask_scores:
+      return
+    self.masks_trainable.assign(1.0 if trainable else 0.0)
+    self.mask_opt.learning_rate = (self.cfg.optim.g_lr * self.cfg.pruning.mask_lr_scale
+                                   if trainable else 0.0)
 
   # ------------------------------------------------------------------ pruning
   def _update_mask_costs(self) -> None:
@@ -416,18 +430,21 @@ class Trainer:
           "check the data.")
 
   # ------------------------------------------------------------------ the loop
-  def fit(self, progress: bool = True) -> Dict:
+  def fit(self, progress: bool = True, until_step: Optional[int] = None) -> Dict:
+    """Trains to `num_steps` (or stops early at `until_step`, saving a checkpoint)."""
     cfg = self.cfg
     total = cfg.optim.num_steps
+    stop = total if until_step is None else min(int(until_step), total)
     step = int(self.step.numpy())
     bar = tf_keras.utils.Progbar(total, stateful_metrics=None, interval=2.0,
                                  unit_name="step") if progress and self.is_chief else None
     if bar is not None and step:
       bar.update(step)
+    self._masks_frozen = False
     start, t_last, s_last = time.time(), time.time(), step
     logs: Dict[str, float] = {}
     events = []
-    while step < total:
+    while step < stop:
       if self.masked:
         event = self.controller.maybe_prune(step)
         if event is not None:
@@ -436,8 +453,12 @@ class Trainer:
           logging.info("step %d: pruned %d channels, live cost %d -> %d (budget %.0f)",
                        step, event.channels_pruned, event.cost_before, event.cost_after,
                        event.budget)
-      train_masks = self.masked and not self.controller.schedule.is_frozen(step)
-      logs = self.train_step(train_masks=train_masks)
+      if self.masked:
+        frozen = self.controller.schedule.is_frozen(step)
+        if frozen != self._masks_frozen:
+          self.set_masks_trainable(not frozen)
+          self._masks_frozen = frozen
+      logs = self.train_step()
       step += 1
       self._check_finite(logs, step)
       if bar is not None:
@@ -445,15 +466,16 @@ class Trainer:
         if self.masked:
           shown.append(("live_params", float(flops.live_params(self.G))))
         bar.update(step, values=shown)
-      if step % cfg.run.log_every == 0 or step == total:
+      last = step == stop
+      if step % cfg.run.log_every == 0 or last:
         now = time.time()
         sps = (step - s_last) / max(now - t_last, 1e-9)
         t_last, s_last = now, step
         self._write_summaries(step, logs, sps)
-      if step % cfg.run.sample_every == 0 or step == total:
+      if step % cfg.run.sample_every == 0 or last:
         if self.is_chief:
           self._write_samples(step)
-      if step % cfg.run.save_every == 0 or step == total:
+      if step % cfg.run.save_every == 0 or last:
         self.manager.save(checkpoint_number=step)
     self._writer.flush()
     wall = time.time() - start

@@ -1,0 +1,176 @@
+"""Teacher and PPCD training on the tiny config: runs, outputs, pruning target, resume."""
+import glob
+import json
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl.testing import absltest
+
+from ppcd_tf import checkpoints
+from ppcd_tf import config as config_lib
+from ppcd_tf import flops
+from ppcd_tf import train_lib
+
+_WORK = None
+
+
+def _workroot():
+  global _WORK
+  if _WORK is None:
+    _WORK = tempfile.mkdtemp(prefix="ppcd_train_test_")
+  return _WORK
+
+
+def _teacher_cfg(workdir, num_steps=4):
+  return config_lib.tiny_config(
+      run=dict(workdir=workdir, mode="teacher", strategy="one_device"),
+      optim=dict(batch_size=4, num_steps=num_steps))
+
+
+def _teacher_dir():
+  """One tiny teacher shared by the tests of this module (trained on first use)."""
+  wd = os.path.join(_workroot(), "teacher")
+  if not os.path.exists(os.path.join(wd, "train_summary.json")):
+    train_lib.train(_teacher_cfg(wd), progress=False)
+  return wd
+
+
+def _ppcd_cfg(workdir, **overrides):
+  parts = dict(run=dict(workdir=workdir, mode="ppcd", strategy="one_device"),
+               distill=dict(teacher_dir=_teacher_dir()),
+               optim=dict(batch_size=4, num_steps=6),
+               pruning=dict(begin_step=0, end_step=3, frequency=1, target_fraction=0.81))
+  for k, v in overrides.items():
+    parts[k] = {**parts.get(k, {}), **v}
+  return config_lib.tiny_config(**parts)
+
+
+def _variables(trainer):
+  return {v.name + f"#{i}": v.numpy() for i, v in enumerate(
+      trainer.G.variables + trainer.D.variables + trainer.G_ema.variables)}
+
+
+class TeacherTest(absltest.TestCase):
+
+  def test_teacher_writes_checkpoints_summaries_samples(self):
+    wd = _teacher_dir()
+    summary = json.load(open(os.path.join(wd, "train_summary.json")))
+    self.assertEqual(summary["step"], 4)
+    self.assertEqual(summary["mode"], "teacher")
+    for k in ("d_loss", "g_adv", "d_real", "d_fake"):
+      self.assertTrue(np.isfinite(summary["losses"][k]), k)
+    self.assertEqual([os.path.basename(p) for p in
+                      checkpoints.all_checkpoints(checkpoints.checkpoint_dir(wd))],
+                     ["ckpt-2", "ckpt-4"])
+    self.assertNotEmpty(glob.glob(os.path.join(wd, "train", "events.out.tfevents.*")))
+    self.assertTrue(os.path.exists(os.path.join(wd, "samples", "step_000004.png")))
+    self.assertEqual(checkpoints.read_config(wd).run.mode, "teacher")
+    tags = set()
+    for path in glob.glob(os.path.join(wd, "train", "events.out.tfevents.*")):
+      for event in tf.compat.v1.train.summary_iterator(path):
+        for value in event.summary.value:
+          tags.add(value.tag)
+    for tag in ("loss/d_loss", "loss/g_adv", "loss/d_real", "loss/d_fake",
+                "cost/live_g_params", "cost/live_g_macs", "perf/steps_per_second",
+                "lr/g", "lr/d", "samples/ema"):
+      self.assertIn(tag, tags)
+
+
+class PpcdTest(absltest.TestCase):
+
+  def test_ppcd_run(self):
+    """Student starts as the teacher, reaches the target, masks binary, terms logged."""
+    wd = os.path.join(_workroot(), "ppcd")
+    trainer = train_lib.Trainer(_ppcd_cfg(wd, distill=dict(lambda_pix=0.0)))
+    z = tf.random.stateless_normal([3, trainer.model_cfg.z_dim], seed=[5, 6])
+    y = tf.constant([0, 4, 9], tf.int32)
+    np.testing.assert_allclose(trainer.G((z, y), training=False).numpy(),
+                               trainer.teacher_G((z, y), training=False).numpy(), atol=1e-6)
+    teacher_params = flops.live_params(trainer.teacher_G)
+    summary = trainer.fit(progress=False)
+    self.assertEqual(summary["step"], 6)
+    self.assertLessEqual(summary["live_params"], (1 - 0.81) * teacher_params)
+    self.assertEqual(summary["live_params"], flops.live_params(trainer.G))
+    self.assertTrue(summary["masks_binary"])
+    for name, mask in trainer.G.masks:
+      alive = mask.alive.numpy()
+      self.assertTrue(set(np.unique(alive)) <= {0.0, 1.0}, name)
+      self.assertGreaterEqual(alive.sum(), 1, name)
+    # The EMA generator carries exactly the same masks.
+    for (_, m), (_, e) in zip(trainer.G.masks, trainer.G_ema.masks):
+      np.testing.assert_array_equal(m.alive.numpy(), e.alive.numpy())
+    # Masks froze after end_step=3: the mask optimiser no longer moves scores.
+    self.assertEqual(float(trainer.masks_trainable.numpy()), 0.0)
+    self.assertEqual(float(trainer.mask_opt.learning_rate.numpy()), 0.0)
+    # lambda_pix=0 is the ablation: the term is not computed at all.
+    for term in ("distill_att", "distill_cam", "g_adv", "sparsity"):
+      self.assertIn(term, summary["losses"])
+    self.assertNotIn("distill_pix", summary["losses"])
+    tags = set()
+    for path in glob.glob(os.path.join(wd, "train", "events.out.tfevents.*")):
+      for event in tf.compat.v1.train.summary_iterator(path):
+        tags |= {v.tag for v in event.summary.value}
+    for tag in ("channels_kept/block0/out", "mask_scores/stem", "loss/distill_att",
+                "cost/live_fraction", "pruning/scheduled_budget", "lr/mask"):
+      self.assertIn(tag, tags)
+
+  def test_mismatched_teacher_is_clear_error(self):
+    wd = os.path.join(_workroot(), "ppcd_mismatch")
+    cfg = _ppcd_cfg(wd).replace(model=dict(g_ch=8))
+    with self.assertRaisesRegex(config_lib.ConfigError, "g_ch: 4 in teacher .* vs 8 here"):
+      train_lib.Trainer(cfg)
+
+  def test_active_terms(self):
+    from ppcd_tf import distill
+    self.assertEqual(distill.active_terms(config_lib.DistillConfig()),
+                     {"att": 1.0, "cam": 1.0, "pix": 1.0})
+    self.assertEqual(distill.active_terms(config_lib.DistillConfig(
+        lambda_att=0.5, lambda_cam=0.0, lambda_pix=0.0)), {"att": 0.5})
+
+
+class ResumeTest(absltest.TestCase):
+
+  @pytest.mark.slow
+  def test_resume_matches_uninterrupted(self):
+    root = _workroot()
+    cfg = _ppcd_cfg(os.path.join(root, "resume_full"), optim=dict(num_steps=5),
+                    pruning=dict(end_step=3), run=dict(save_every=100))
+    uninterrupted = train_lib.Trainer(cfg)
+    uninterrupted.fit(progress=False)
+    # The same run stopped after 2 steps (mid-pruning), then restarted in a new Trainer.
+    cfg_part = cfg.replace(run=dict(workdir=os.path.join(root, "resume_part")))
+    train_lib.Trainer(cfg_part).fit(progress=False, until_step=2)
+    resumed = train_lib.Trainer(cfg_part)
+    self.assertEqual(int(resumed.step.numpy()), 2)
+    self.assertIsNotNone(resumed.resumed_from)
+    resumed.fit(progress=False)
+    a, b = _variables(uninterrupted), _variables(resumed)
+    self.assertEqual(sorted(a), sorted(b))
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+class DivergenceTest(absltest.TestCase):
+
+  def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(self):
+    wd = os.path.join(_workroot(), "nan")
+    trainer = train_lib.Trainer(_teacher_cfg(wd, num_steps=4))
+    trainer.fit(progress=False, until_step=2)  # writes ckpt-2
+    for v in trainer.D.trainable_variables:
+      v.assign(tf.fill(v.shape, np.nan))
+    with self.assertRaisesRegex(train_lib.TrainingDivergedError,
+                                r"d_loss=nan.* at step 3.*ckpt-2"):
+      trainer.fit(progress=False)
+    ckpts = checkpoints.all_checkpoints(checkpoints.checkpoint_dir(wd))
+    self.assertEqual([os.path.basename(p) for p in ckpts], ["ckpt-2"])
+    # The kept checkpoint still restores to finite weights.
+    resumed = train_lib.Trainer(_teacher_cfg(wd, num_steps=4))
+    self.assertEqual(int(resumed.step.numpy()), 2)
+    self.assertTrue(all(np.isfinite(v.numpy()).all() for v in resumed.D.variables))
+
+
+if __name__ == "__main__":
+  absltest.main()
