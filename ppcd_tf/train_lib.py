@@ -390,8 +390,12 @@ class Trainer:
     imgs = self.G_ema((z, tf.constant(y)), training=False)
     return images_lib.make_grid(imgs.numpy(), rows=len(rows))
 
-  def _write_samples(self, step: int) -> str:
+  def _write_samples(self, step: int) -> Optional[str]:
+    # Every worker computes the grid: reading sync-on-read BN statistics is a
+    # collective under MultiWorkerMirroredStrategy; only the chief writes it.
     grid = self.sample_grid()
+    if not self.is_chief:
+      return None
     path = os.path.join(self.workdir, "samples", f"step_{step:06d}.png")
     images_lib.save_png(grid, path)
     with self._writer.as_default(step=step):
@@ -473,8 +477,7 @@ class Trainer:
         t_last, s_last = now, step
         self._write_summaries(step, logs, sps)
       if step % cfg.run.sample_every == 0 or last:
-        if self.is_chief:
-          self._write_samples(step)
+        self._write_samples(step)
       if step % cfg.run.save_every == 0 or last:
         self.manager.save(checkpoint_number=step)
     self._writer.flush()

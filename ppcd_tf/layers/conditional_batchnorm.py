@@ -25,10 +25,16 @@ BN_MOMENTUM = 0.9
 
 def batch_norm(epsilon: float, affine: bool, name: str,
                momentum: float = BN_MOMENTUM) -> tf_keras.layers.BatchNormalization:
-  """Keras BatchNorm over the channel axis with BigGAN's momentum."""
+  """Keras BatchNorm over the channel axis with BigGAN's momentum.
+
+  `synchronized=True`: under a multi-replica `tf.distribute` strategy the batch
+  statistics are all-reduced over the *global* batch (BigGAN's cross-replica
+  BatchNorm), so training on N replicas computes what one device computes on the
+  same global batch. With one replica it is ordinary BatchNorm.
+  """
   return tf_keras.layers.BatchNormalization(
       axis=-1, momentum=momentum, epsilon=epsilon, center=affine, scale=affine,
-      name=name)
+      synchronized=True, name=name)
 
 
 class ConditionalBatchNorm(tf_keras.layers.Layer):
