@@ -263,7 +263,7 @@ class RunConfig:
   sample_every: int = 500
   eval_every: int = 0               # 0: no evaluation during training
   keep_checkpoints: int = 3
-  truncation: float = 1.0
+  truncation: float = 0.0           # 0 = none; t > 0 redraws latent entries with |z| > t
 
   def validate(self) -> None:
     _check(bool(self.workdir), "workdir is empty; pass --workdir=DIR.")
@@ -276,8 +276,8 @@ class RunConfig:
     _check(self.eval_every >= 0, f"eval_every={self.eval_every} must be >= 0.")
     _check(self.keep_checkpoints >= 1,
            f"keep_checkpoints={self.keep_checkpoints} must be >= 1.")
-    _check(0 < self.truncation <= 4.0 and math.isfinite(self.truncation),
-           f"truncation={self.truncation} must be in (0, 4].")
+    _check(0 <= self.truncation <= 4.0 and math.isfinite(self.truncation),
+           f"truncation={self.truncation} must be in [0, 4] (0 = no truncation).")
 
 
 @dataclasses.dataclass(frozen=True)

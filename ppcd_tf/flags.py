@@ -17,7 +17,8 @@ from absl import flags
 
 from ppcd_tf import config as config_lib
 
-__all__ = ["define_flags", "config_from_flags", "parse_flagfile", "GROUPS"]
+__all__ = ["define_flags", "declare_key_flags", "config_from_flags", "parse_flagfile",
+           "GROUPS"]
 
 GROUPS = ("data", "model", "pruning", "distillation", "optimisation", "run")
 _MODULE = "ppcd_tf.flags."
@@ -170,8 +171,33 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
   flags.DEFINE_integer("keep_checkpoints", rd.keep_checkpoints, "Checkpoints to keep.",
                        lower_bound=1, **m)
   flags.DEFINE_float("truncation", rd.truncation,
-                     "Truncation of z for samples (1.0 = none).", **m)
+                     "BigGAN truncation trick for sample grids and evaluation: latent "
+                     "entries with |z| > t are redrawn. 0 = no truncation; 0.5 is strong.",
+                     **m)
+  for group in GROUPS:  # `--help` lists flags alphabetically: show each one's group
+    for flag in fv.get_flags_for_module(_g(group)):
+      flag.help = f"[{group}] {flag.help}"
   return fv
+
+
+def flag_names(fv: flags.FlagValues = flags.FLAGS) -> List[str]:
+  """Names of the flags `define_flags` defines, in group order."""
+  names = []
+  for group in GROUPS:
+    names += [f.name for f in fv.get_flags_for_module(_g(group))]
+  return names
+
+
+def declare_key_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  """Makes every ppcd_tf flag a key flag of the main module.
+
+  absl's `--help` lists only the main module's key flags; entry points call this at
+  import time so `--help` shows all of them (`--helpfull` adds absl/TF flags).
+  """
+  import sys
+  main_module = sys.argv[0]  # absl's main_module_help() describes this module
+  for name in flag_names(fv):
+    fv.register_key_flag_for_module(main_module, fv[name])
 
 
 def _ints(name: str, values: Sequence[str]) -> tuple:

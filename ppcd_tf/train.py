@@ -16,6 +16,7 @@ from absl import app, flags, logging
 from ppcd_tf import flags as ppcd_flags
 
 ppcd_flags.define_flags()
+ppcd_flags.declare_key_flags()
 FLAGS = flags.FLAGS
 
 

@@ -37,6 +37,7 @@ from ppcd_tf import config as config_lib
 from ppcd_tf import data as data_lib
 from ppcd_tf import distill
 from ppcd_tf import distribute
+from ppcd_tf import evaluation
 from ppcd_tf import flops
 from ppcd_tf import images as images_lib
 from ppcd_tf import losses
@@ -383,11 +384,9 @@ class Trainer:
   def sample_grid(self, per_class: int = 8) -> np.ndarray:
     rows = _sample_rows(self.model_cfg.num_classes)
     y = np.repeat(rows, per_class).astype(np.int32)
-    z = tf.random.stateless_truncated_normal([len(y), self.model_cfg.z_dim],
-                                             seed=[SAMPLE_SEED, 0])
-    if self.cfg.run.truncation < 1.0:
-      z = z * self.cfg.run.truncation
-    imgs = self.G_ema((z, tf.constant(y)), training=False)
+    z = evaluation.sample_z(len(y), self.model_cfg.z_dim, SAMPLE_SEED,
+                            self.cfg.run.truncation or None)
+    imgs = self.G_ema((tf.constant(z, tf.float32), tf.constant(y)), training=False)
     return images_lib.make_grid(imgs.numpy(), rows=len(rows))
 
   def _write_samples(self, step: int) -> Optional[str]:

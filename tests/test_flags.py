@@ -75,7 +75,7 @@ class BadValueTest(parameterized.TestCase):
       ("ppcd_no_teacher", ["--mode=ppcd"], "--teacher_dir"),
       ("prune_after_end", ["--prune_end_step=10", "--prune_begin_step=20"], "begin_step=20"),
       ("lambda_negative", ["--lambda_att=-1"], "lambda_att=-1.0"),
-      ("truncation", ["--truncation=0"], "truncation=0.0"),
+      ("truncation", ["--truncation=-1"], "truncation=-1.0"),
   )
   def test_bad_value_names_it(self, argv, expected):
     fv = ppcd_flags.define_flags(flags.FlagValues())
