@@ -262,6 +262,9 @@ class RunConfig:
   save_every: int = 500
   sample_every: int = 500
   eval_every: int = 0               # 0: no evaluation during training
+  eval_extractor: str = ""          # classifier:<dir> | inception:<path>, for eval_every
+  eval_num_samples: int = 1000
+  stats_dir: str = "runs/reference_stats"
   keep_checkpoints: int = 3
   truncation: float = 0.0           # 0 = none; t > 0 redraws latent entries with |z| > t
 
@@ -274,6 +277,11 @@ class RunConfig:
     for name in ("log_every", "save_every", "sample_every"):
       _check(getattr(self, name) >= 1, f"{name}={getattr(self, name)} must be >= 1.")
     _check(self.eval_every >= 0, f"eval_every={self.eval_every} must be >= 0.")
+    _check(not self.eval_every or bool(self.eval_extractor),
+           f"eval_every={self.eval_every} needs --eval_extractor (e.g. classifier:<dir> "
+           "from python -m ppcd_tf.train_classifier).")
+    _check(self.eval_num_samples >= 20,
+           f"eval_num_samples={self.eval_num_samples} must be >= 20.")
     _check(self.keep_checkpoints >= 1,
            f"keep_checkpoints={self.keep_checkpoints} must be >= 1.")
     _check(0 <= self.truncation <= 4.0 and math.isfinite(self.truncation),

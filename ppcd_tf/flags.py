@@ -168,6 +168,13 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
   flags.DEFINE_integer("eval_every", rd.eval_every,
                        "Steps between FID evaluations during training (0 = never).",
                        lower_bound=0, **m)
+  flags.DEFINE_string("eval_extractor", rd.eval_extractor,
+                      "Feature extractor for --eval_every: classifier:<dir> or "
+                      "inception:<path>.", **m)
+  flags.DEFINE_integer("eval_num_samples", rd.eval_num_samples,
+                       "Samples per evaluation during training.", lower_bound=20, **m)
+  flags.DEFINE_string("stats_dir", rd.stats_dir,
+                      "Cache of real-data reference statistics for evaluation.", **m)
   flags.DEFINE_integer("keep_checkpoints", rd.keep_checkpoints, "Checkpoints to keep.",
                        lower_bound=1, **m)
   flags.DEFINE_float("truncation", rd.truncation,
@@ -260,7 +267,9 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
       run=config_lib.RunConfig(
           workdir=f.workdir, mode=f.mode, seed=f.seed, strategy=f.strategy,
           log_every=f.log_every, save_every=f.save_every, sample_every=f.sample_every,
-          eval_every=f.eval_every, keep_checkpoints=f.keep_checkpoints,
+          eval_every=f.eval_every, eval_extractor=f.eval_extractor,
+          eval_num_samples=f.eval_num_samples, stats_dir=f.stats_dir,
+          keep_checkpoints=f.keep_checkpoints,
           truncation=f.truncation))
   return cfg.validate()
 

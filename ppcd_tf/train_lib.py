@@ -104,6 +104,7 @@ class Trainer:
     self._writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "train"))
                     if self.is_chief else tf.summary.create_noop_writer())
     self._train_step_fn = None
+    self._eval = None
 
   # ------------------------------------------------------------------ set-up
   def _prepare_workdir(self) -> None:
@@ -421,6 +422,31 @@ class Trainer:
           tf.summary.scalar(f"channels_kept/{name}", mk.num_alive())
           tf.summary.histogram(f"mask_scores/{name}", mk.score)
 
+  def evaluate(self, step: int) -> Dict:
+    """FID & co. of the EMA generator (`--eval_every`), logged under eval/ema/*."""
+    from ppcd_tf import features
+    r = self.cfg.run
+    if self._eval is None:
+      extractor = features.get_extractor(r.eval_extractor)
+      ref = evaluation.reference_stats(extractor, self.cfg.data, self.cfg.model,
+                                       cache_dir=r.stats_dir)
+      gen = tf.function(lambda z, y: self.G_ema((z, y), training=False))
+      self._eval = (extractor, ref, gen)
+    extractor, ref, gen = self._eval
+    result = evaluation.evaluate_generator(
+        lambda z, y: gen(tf.constant(z, tf.float32), tf.constant(y, tf.int32)),
+        extractor, ref, r.eval_num_samples, self.model_cfg.num_classes,
+        self.model_cfg.z_dim, seed=0, truncation=r.truncation or None,
+        compute_intra_fid=True)
+    with self._writer.as_default(step=step):
+      for k in ("fid", "is_mean", "kid_mean", "intra_fid", "class_accuracy"):
+        if isinstance(result.get(k), (int, float)):
+          tf.summary.scalar(f"eval/ema/{k}", result[k])
+    if self.is_chief:
+      checkpoints.write_json_atomic(
+          os.path.join(self.workdir, "eval", f"step_{step:06d}.json"), result)
+    return result
+
   def _check_finite(self, logs: Dict[str, float], step: int) -> None:
     bad = [k for k, v in logs.items() if not math.isfinite(v)]
     if bad:
@@ -479,6 +505,10 @@ class Trainer:
         self._write_samples(step)
       if step % cfg.run.save_every == 0 or last:
         self.manager.save(checkpoint_number=step)
+      if cfg.run.eval_every and (step % cfg.run.eval_every == 0 or last):
+        result = self.evaluate(step)
+        logging.info("step %d: FID %.3f, class accuracy %s", step, result["fid"],
+                     result.get("class_accuracy"))
     self._writer.flush()
     wall = time.time() - start
     summary = self._final_summary(step, logs, wall)

@@ -1,0 +1,138 @@
+"""Evaluate a trained generator: FID, IS, KID, intra-class FID, class accuracy.
+
+  python -m ppcd_tf.evaluate --workdir=runs/demo/ppcd --model=slim \
+      --extractor=classifier:runs/demo/classifier --num_samples=5000
+
+`--model` picks the generator of the workdir:
+  ema      the EMA generator of the latest checkpoint (a masked student is slimmed
+           first: the slim network computes exactly the same function, faster)
+  slim     WORKDIR/slim from `python -m tools.slim --workdir=WORKDIR`
+  teacher  the EMA generator of the run's --teacher_dir
+
+Writes `WORKDIR/eval/<model>/metrics.json` (every metric, the extractor, N, seed,
+truncation, params and MACs of the generator) and `classes.png` (one row per
+class), and logs the metrics to TensorBoard under `WORKDIR/eval`. Reference
+statistics of the real data are cached in `--stats_dir` and reused.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional
+
+from absl import app, flags
+
+__all__ = ["load_for_eval", "evaluate_workdir", "MODELS"]
+
+MODELS = ("ema", "slim", "teacher")
+
+if __name__ == "__main__":
+  flags.DEFINE_string("workdir", None, "Training workdir to evaluate.", required=True)
+  flags.DEFINE_enum("model", "ema", list(MODELS),
+                    "Which generator: 'ema' (latest checkpoint), 'slim' (WORKDIR/slim), "
+                    "'teacher' (the run's --teacher_dir).")
+  flags.DEFINE_string("extractor", None,
+                      "Feature extractor: 'classifier:<dir>' (python -m "
+                      "ppcd_tf.train_classifier --out=<dir>) or 'inception:<path>'.",
+                      required=True)
+  flags.DEFINE_integer("num_samples", 5000, "Generated images (balanced over classes).",
+                       lower_bound=20)
+  flags.DEFINE_integer("seed", 0, "Latent seed.", lower_bound=0)
+  flags.DEFINE_float("truncation", 0.0, "Truncation threshold t (0 = none): latent "
+                     "entries with |z| > t are redrawn.", lower_bound=0.0)
+  flags.DEFINE_string("stats_dir", "runs/reference_stats",
+                      "Cache of real-data reference statistics (.npz).")
+  flags.DEFINE_string("out_dir", None, "Output directory (default WORKDIR/eval/<model>).")
+  flags.DEFINE_integer("grid_per_class", 8, "Images per class row in classes.png.",
+                       lower_bound=1)
+
+
+def load_for_eval(workdir: str, model: str):
+  """Returns (generator, run Config, description) for `--model` of a workdir."""
+  from ppcd_tf import checkpoints, config as config_lib, slim as slim_lib
+  if model not in MODELS:
+    raise config_lib.ConfigError(f"--model={model!r} must be one of {MODELS}.")
+  cfg = checkpoints.read_config(workdir)
+  if model == "slim":
+    path = os.path.join(workdir, "slim")
+    if not os.path.isdir(path):
+      raise checkpoints.CheckpointError(
+          f"{path} does not exist; run `python -m tools.slim --workdir={workdir}` first "
+          "or evaluate --model=ema.")
+    return slim_lib.load_slim_generator(path), cfg, f"slim generator {path}"
+  if model == "teacher":
+    tdir = cfg.distill.teacher_dir
+    if not tdir:
+      raise config_lib.ConfigError(
+          f"{workdir} has no teacher (it is a --mode={cfg.run.mode} run); evaluate the "
+          "teacher's own workdir with --model=ema.")
+    g, prefix = slim_lib.restore_trained_generator(workdir=tdir)
+    return g, cfg, f"teacher EMA generator {prefix}"
+  g, prefix = slim_lib.restore_trained_generator(workdir=workdir)
+  if g.masks:
+    g = slim_lib.slim_generator(g)
+  return g, cfg, f"EMA generator {prefix}"
+
+
+def evaluate_workdir(workdir: str, model: str, extractor_name: str, num_samples: int,
+                     seed: int = 0, truncation: float = 0.0,
+                     stats_dir: str = "runs/reference_stats",
+                     out_dir: Optional[str] = None, grid_per_class: int = 8,
+                     step: Optional[int] = None) -> Dict[str, Any]:
+  """Evaluates one generator of a workdir; writes metrics.json, classes.png, TB."""
+  import tensorflow as tf
+
+  from ppcd_tf import checkpoints, evaluation, features, flops
+
+  generator, cfg, what = load_for_eval(workdir, model)
+  out_dir = out_dir or os.path.join(workdir, "eval", model)
+  extractor = features.get_extractor(extractor_name)
+  ref = evaluation.reference_stats(extractor, cfg.data, cfg.model, cache_dir=stats_dir)
+  m = cfg.model
+
+  @tf.function(reduce_retracing=True)
+  def generate(z, y):
+    return generator((z, y), training=False)
+
+  def generator_fn(z, y):
+    return generate(tf.convert_to_tensor(z, tf.float32), tf.convert_to_tensor(y, tf.int32))
+
+  t = truncation if truncation and truncation > 0 else None
+  result = evaluation.evaluate_generator(generator_fn, extractor, ref, num_samples,
+                                         m.num_classes, m.z_dim, seed=seed, truncation=t)
+  cost = flops.count_generator(generator)
+  result.update(model=model, generator=what, extractor=extractor_name,
+                workdir=os.path.abspath(workdir), params=cost.total_params,
+                macs=cost.total_macs)
+  grid = evaluation.class_grid(generator_fn, m.num_classes, grid_per_class, m.z_dim, seed,
+                               t, os.path.join(out_dir, "classes.png"),
+                               classes=None if m.num_classes <= 20 else
+                               list(range(0, m.num_classes, m.num_classes // 20))[:20])
+  result["grid"] = grid
+  checkpoints.write_json_atomic(os.path.join(out_dir, "metrics.json"), result)
+  writer = tf.summary.create_file_writer(os.path.join(workdir, "eval"))
+  with writer.as_default(step=step or 0):
+    for k in ("fid", "is_mean", "kid_mean", "intra_fid", "class_accuracy"):
+      if isinstance(result.get(k), (int, float)):
+        tf.summary.scalar(f"{model}/{k}", result[k])
+  writer.flush()
+  return result
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from ppcd_tf import cli_errors
+  f = flags.FLAGS
+  with cli_errors.friendly_errors():
+    r = evaluate_workdir(f.workdir, f.model, f.extractor, f.num_samples, f.seed,
+                         f.truncation, f.stats_dir, f.out_dir, f.grid_per_class)
+  keys = ("fid", "kid_mean", "intra_fid", "is_mean", "class_accuracy", "params", "macs")
+  print("  ".join(f"{k}={r[k]:.4g}" if isinstance(r.get(k), float) else f"{k}={r.get(k)}"
+                  for k in keys))
+  print(f"metrics: {os.path.join(f.out_dir or os.path.join(f.workdir, 'eval', f.model), 'metrics.json')}"
+        f"  grid: {r['grid']}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,65 @@
+"""Tiny trained artefacts shared by the test modules of one pytest process.
+
+Training even the tiny config costs a TensorFlow trace (tens of seconds on 2
+cores), so the teacher, PPCD student and metrics classifier are trained once per
+process, on first use, into one temporary directory.
+"""
+import os
+import tempfile
+
+from ppcd_tf import config as config_lib
+
+_ROOT = None
+
+
+def root() -> str:
+  global _ROOT
+  if _ROOT is None:
+    _ROOT = tempfile.mkdtemp(prefix="ppcd_tiny_runs_")
+  return _ROOT
+
+
+def teacher_cfg(workdir: str, num_steps: int = 4) -> config_lib.Config:
+  return config_lib.tiny_config(
+      run=dict(workdir=workdir, mode="teacher", strategy="one_device"),
+      optim=dict(batch_size=4, num_steps=num_steps))
+
+
+def ppcd_cfg(workdir: str, teacher_dir: str, **overrides) -> config_lib.Config:
+  parts = dict(run=dict(workdir=workdir, mode="ppcd", strategy="one_device"),
+               distill=dict(teacher_dir=teacher_dir),
+               optim=dict(batch_size=4, num_steps=6),
+               pruning=dict(begin_step=0, end_step=3, frequency=1, target_fraction=0.81))
+  for k, v in overrides.items():
+    parts[k] = {**parts.get(k, {}), **v}
+  return config_lib.tiny_config(**parts)
+
+
+def teacher() -> str:
+  """Workdir of a 4-step tiny teacher."""
+  from ppcd_tf import train_lib
+  wd = os.path.join(root(), "teacher")
+  if not os.path.exists(os.path.join(wd, "train_summary.json")):
+    train_lib.train(teacher_cfg(wd), progress=False)
+  return wd
+
+
+def student() -> str:
+  """Workdir of a 6-step tiny PPCD student of `teacher()` (pixel term off)."""
+  from ppcd_tf import train_lib
+  wd = os.path.join(root(), "ppcd")
+  if not os.path.exists(os.path.join(wd, "train_summary.json")):
+    train_lib.train(ppcd_cfg(wd, teacher(), distill=dict(lambda_pix=0.0)), progress=False)
+  return wd
+
+
+def classifier() -> str:
+  """Directory of a 1-epoch mnist5k classifier (features for metrics tests)."""
+  from ppcd_tf import classifier as classifier_lib
+  out = os.path.join(root(), "classifier")
+  if not os.path.exists(os.path.join(out, "classifier.json")):
+    cfg = config_lib.tiny_config()
+    classifier_lib.train_classifier(
+        cfg.data, cfg.model, out,
+        classifier_lib.ClassifierTrainConfig(epochs=1, max_train_examples=1000), width=8)
+  return out
