@@ -976,9 +976,9 @@ def open_generator(path: str, num_threads: Optional[int] = None) -> GeneratorRun
 # Sampling
 # ---------------------------------------------------------------------------
 def _check_truncation(truncation: float) -> None:
-  if not (truncation > 0 and math.isfinite(truncation)):
-    raise ExportError(f"truncation={truncation} must be a finite number > 0 (z entries "
-                      "with |z| > truncation are resampled; 1.0 is mild, 0.5 strong).")
+  if not (truncation >= 0 and math.isfinite(truncation)):
+    raise ExportError(f"truncation={truncation} must be a finite number >= 0 (0 = none; "
+                      "z entries with |z| > truncation are resampled; 0.5 is strong).")
 
 
 def check_sampling_args(n: int, seed: int, truncation: float) -> None:
@@ -1000,6 +1000,8 @@ def truncated_normal(shape: Sequence[int], truncation: float,
   > 0; values >= ~6 are indistinguishable from no truncation.
   """
   _check_truncation(truncation)
+  if truncation == 0:  # no truncation (the same convention as --truncation in training)
+    return rng.standard_normal(size=tuple(shape)).astype(np.float32)
   lo = special.ndtr(-float(truncation))
   u = rng.uniform(lo, 1.0 - lo, size=tuple(shape))
   z = special.ndtri(u)
@@ -1007,7 +1009,7 @@ def truncated_normal(shape: Sequence[int], truncation: float,
 
 
 def sample_class_grid(runner: GeneratorRunner, class_ids: Sequence[int], n: int,
-                      seed: int = 0, truncation: float = 1.0,
+                      seed: int = 0, truncation: float = 0.0,
                       batch_size: int = 64) -> np.ndarray:
   """Images for a grid with one row per class and `n` columns.
 

@@ -81,7 +81,7 @@ class SampleTest(absltest.TestCase):
 
   def test_bad_seed_truncation_n_exit_2(self):
     for kwargs, message in ((dict(n=2, seed=-1, truncation=1.0), "seed=-1 must be >= 0"),
-                            (dict(n=2, seed=0, truncation=0.0), "truncation=0.0 must be"),
+                            (dict(n=2, seed=0, truncation=-0.5), "truncation=-0.5 must be"),
                             (dict(n=0, seed=0, truncation=1.0), "n=0 must be >= 1")):
       err = io.StringIO()
       with self.assertRaises(SystemExit) as cm, contextlib.redirect_stderr(err):

@@ -1,7 +1,7 @@
 r"""Samples a class-conditional grid from an exported (or Keras) generator.
 
   python -m tools.sample --model=exports/g_int8.tflite --classes=3,7 --n=8 \
-      --seed=0 --truncation=1.0 --out=grid.png
+      --seed=0 --truncation=0 --out=grid.png
 
 One row per class, --n columns; column j uses the same z in every row. A .tflite
 file runs through the LiteRT interpreter (`ai_edge_litert`; fixed-batch models in
@@ -31,10 +31,10 @@ _CLASSES = flags.DEFINE_list(
 _N = flags.DEFINE_integer("n", 8, "Samples (columns) per class, >= 1.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of z, >= 0; the same seed gives the same grid.")
 _TRUNCATION = flags.DEFINE_float(
-    "truncation", 1.0,
+    "truncation", 0.0,
     "Truncation trick: z ~ N(0, 1) with every entry |z| > truncation resampled "
-    "(a truncated normal). Must be > 0; smaller = less varied, more typical images; "
-    "about 6 or more = no truncation.")
+    "(a truncated normal). 0 = no truncation (the default); smaller t = less varied, "
+    "more typical images.")
 _OUT = flags.DEFINE_string("out", "grid.png", "Output PNG path.")
 _NUM_THREADS = flags.DEFINE_integer(
     "num_threads", None, "LiteRT interpreter threads for .tflite models (default: LiteRT's).")
