@@ -1,0 +1,184 @@
+"""`make demo`: the whole PPCD-GAN job end to end on the embedded MNIST digits.
+
+  python -m tools.demo --workdir=runs/demo [--flagfile=configs/mnist32_quick.cfg]
+
+Stages (each reuses what an earlier run already finished in the workdir, and a
+training stage that was interrupted resumes from its checkpoint):
+  1. teacher      BigGAN teacher            WORKDIR/teacher
+  2. classifier   metrics classifier        WORKDIR/classifier
+  3. ppcd         pruned + distilled student WORKDIR/ppcd
+  4. slim         dense slim generator      WORKDIR/ppcd/slim (slim_report.json)
+  5. export       TFLite fp32 + int8 of the slim student, fp32 of the teacher
+                                            WORKDIR/export
+  6. samples      PNG grids through LiteRT  WORKDIR/samples
+  7. evaluate     FID/KID/IS/accuracy of teacher and slim student
+  8. report       table on stdout, WORKDIR/demo_report.{json,md}
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+
+from absl import app, flags, logging
+
+from ppcd_tf import flags as ppcd_flags
+
+ppcd_flags.define_flags()
+ppcd_flags.declare_key_flags()
+_CONFIG = flags.DEFINE_string("config", "configs/mnist32_quick.cfg",
+                              "Flagfile of the run (the demo preset by default).")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 2000,
+                                    "Generated images per evaluation.", lower_bound=20)
+_LATENCY_REPEATS = flags.DEFINE_integer("latency_repeats", 30,
+                                        "Timed TFLite calls per model (median).",
+                                        lower_bound=3)
+FLAGS = flags.FLAGS
+
+STAGES = ("teacher", "classifier", "ppcd", "slim", "export", "samples", "evaluate",
+          "report")
+
+
+def _stage(i: int, text: str) -> float:
+  print(f"\n=== [{i}/{len(STAGES)}] {text} ===", flush=True)
+  return time.time()
+
+
+def _done(start: float, what: str) -> None:
+  print(f"    {what} ({time.time() - start:.0f}s)", flush=True)
+
+
+def _latency_ms(path: str, repeats: int) -> float:
+  """Median milliseconds of one batch-1 call through the LiteRT interpreter."""
+  import numpy as np
+
+  from ppcd_tf import export
+  runner = export.open_generator(path)
+  z = np.random.default_rng(0).standard_normal((1, runner.spec.z_dim)).astype(np.float32)
+  y = np.zeros([1], np.int32)
+  for _ in range(3):
+    runner(z, y)
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    runner(z, y)
+    times.append((time.perf_counter() - t) * 1000)
+  return statistics.median(times)
+
+
+def run_demo(workdir: str, config_path: str, num_samples: int, latency_repeats: int,
+             extra_flags=()):
+  from ppcd_tf import checkpoints, classifier, evaluate, export, images, slim, train_lib
+
+  t0 = time.time()
+  base = ppcd_flags.parse_flagfile(config_path, list(extra_flags))
+  tdir, pdir = os.path.join(workdir, "teacher"), os.path.join(workdir, "ppcd")
+  cdir, edir = os.path.join(workdir, "classifier"), os.path.join(workdir, "export")
+  sdir = os.path.join(workdir, "samples")
+
+  s = _stage(1, f"teacher: {base.optim.num_steps} steps of BigGAN training -> {tdir}")
+  teacher_summary = train_lib.train(base.replace(run=dict(workdir=tdir, mode="teacher")))
+  _done(s, f"teacher at step {teacher_summary['step']}")
+
+  s = _stage(2, f"classifier for the metrics -> {cdir}")
+  info_path = os.path.join(cdir, "classifier.json")
+  if not os.path.exists(info_path):
+    classifier.train_classifier(base.data, base.model, cdir, verbose=1)
+  acc = json.load(open(info_path)).get("test_accuracy")
+  _done(s, f"held-out accuracy {acc}")
+
+  s = _stage(3, f"PPCD: prune to {1 - base.pruning.target_fraction:.0%} of the teacher's "
+                f"parameters while distilling -> {pdir}")
+  ppcd_cfg = base.replace(run=dict(workdir=pdir, mode="ppcd"),
+                          distill=dict(teacher_dir=tdir)).validate()
+  ppcd_summary = train_lib.train(ppcd_cfg)
+  _done(s, f"student live parameters {ppcd_summary['live_params']:,} "
+           f"({ppcd_summary['live_fraction']:.1%} of the teacher)")
+
+  s = _stage(4, "slim: rebuild the student as a dense network without masks")
+  masked, _ = slim.restore_trained_generator(workdir=pdir)
+  report = slim.slim_and_report(masked, os.path.join(pdir, "slim"))
+  _done(s, f"{report['params_before']:,} -> {report['params_after']:,} params, "
+           f"max |slim - masked| = {report['max_abs_diff']:.2e}")
+
+  s = _stage(5, f"export TFLite -> {edir}")
+  slim_g = slim.load_slim_generator(os.path.join(pdir, "slim"))
+  teacher_g, _ = slim.restore_trained_generator(workdir=tdir)
+  exports = {
+      "teacher_fp32": export.export_tflite(teacher_g, os.path.join(edir, "teacher_fp32.tflite")),
+      "slim_fp32": export.export_tflite(slim_g, os.path.join(edir, "slim_fp32.tflite")),
+      "slim_int8": export.export_tflite(slim_g, os.path.join(edir, "slim_int8.tflite"),
+                                        quantize="int8"),
+  }
+  _done(s, ", ".join(f"{k} {v['file_size_bytes'] / 1024:.0f} KiB" for k, v in exports.items()))
+
+  s = _stage(6, f"sample grids through the LiteRT interpreter -> {sdir}")
+  classes = list(range(base.model.num_classes))[:10]
+  grids = {}
+  for name in exports:
+    path = os.path.join(edir, f"{name}.tflite")
+    grid = export.sample_class_grid(export.open_generator(path), classes, 8, seed=0)
+    grids[name] = images.save_grid(grid, os.path.join(sdir, f"{name}.png"), rows=len(classes))
+  _done(s, " ".join(grids.values()))
+
+  s = _stage(7, f"evaluate teacher and slim student ({num_samples} samples each)")
+  extractor = f"classifier:{cdir}"
+  stats_dir = os.path.join(workdir, "reference_stats")
+  ev_teacher = evaluate.evaluate_workdir(tdir, "ema", extractor, num_samples,
+                                         stats_dir=stats_dir)
+  ev_student = evaluate.evaluate_workdir(pdir, "slim", extractor, num_samples,
+                                         stats_dir=stats_dir)
+  _done(s, f"FID teacher {ev_teacher['fid']:.2f}, slim student {ev_student['fid']:.2f}")
+
+  s = _stage(8, "report")
+  lat = {k: _latency_ms(os.path.join(edir, f"{k}.tflite"), latency_repeats) for k in exports}
+  rows = [
+      ("teacher", ev_teacher, exports["teacher_fp32"], lat["teacher_fp32"]),
+      ("PPCD slim (fp32)", ev_student, exports["slim_fp32"], lat["slim_fp32"]),
+      ("PPCD slim (int8)", None, exports["slim_int8"], lat["slim_int8"]),
+  ]
+  header = ("| model | params | MACs/image | FID | KID | class acc | TFLite ms (batch 1) "
+            "| TFLite KiB |")
+  lines = [header, "|" + "---|" * 8]
+  for name, ev, ex, ms in rows:
+    metrics = (f"{ev['fid']:.2f} | {ev['kid_mean']:.3f} | {ev['class_accuracy']:.3f}"
+               if ev else "(same weights, int8) | | ")
+    lines.append(f"| {name} | {ex['params']:,} | {ex.get('macs_per_image') or ex.get('macs', '')} "
+                 f"| {metrics} | {ms:.2f} | {ex['file_size_bytes'] / 1024:.0f} |")
+  table = "\n".join(lines)
+  result = {
+      "config": config_path, "workdir": os.path.abspath(workdir),
+      "wall_seconds": round(time.time() - t0, 1),
+      "teacher": ev_teacher, "student_slim": ev_student, "exports": exports,
+      "tflite_latency_ms_batch1": lat, "slim_report": {
+          k: report[k] for k in ("params_before", "params_after", "param_reduction",
+                                 "macs_before", "macs_after", "max_abs_diff")},
+      "classifier_test_accuracy": acc, "grids": grids, "table": table,
+  }
+  checkpoints.write_json_atomic(os.path.join(workdir, "demo_report.json"), result)
+  with open(os.path.join(workdir, "demo_report.md"), "w") as f:
+    f.write(f"# PPCD demo ({config_path})\n\n{table}\n")
+  print(table)
+  print(f"\nParameters removed: {report['param_reduction']:.1%}; "
+        f"FID teacher {ev_teacher['fid']:.2f} vs slim student {ev_student['fid']:.2f} "
+        f"({num_samples} samples, classifier features).")
+  print(f"Sample grids: {', '.join(grids.values())}")
+  print(f"Class grids:  {ev_teacher['grid']}, {ev_student['grid']}")
+  print(f"TensorBoard:  tensorboard --logdir={workdir}")
+  print(f"Report:       {os.path.join(workdir, 'demo_report.md')} "
+        f"(total {time.time() - t0:.0f}s)")
+  return result
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from ppcd_tf import cli_errors
+  with cli_errors.friendly_errors():
+    run_demo(FLAGS.workdir, _CONFIG.value, _NUM_SAMPLES.value, _LATENCY_REPEATS.value)
+
+
+if __name__ == "__main__":
+  logging.set_verbosity(logging.WARNING)
+  app.run(main)
