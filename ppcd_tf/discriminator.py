@@ -25,7 +25,7 @@ import tensorflow as tf
 import tf_keras
 
 from ppcd_tf.config import ModelConfig
-from ppcd_tf.generator import model_config_from_dict
+from ppcd_tf.generator import DummyCallBuildMixin, model_config_from_dict
 from ppcd_tf.layers.attention import attention_widths
 from ppcd_tf.layers.blocks import DBlock
 from ppcd_tf.layers.spectral_norm import SNDense, SNEmbedding, kernel_initializer
@@ -57,7 +57,7 @@ def discriminator_layout(model_cfg: ModelConfig) -> _DLayout:
 
 
 @tf_keras.saving.register_keras_serializable(package="ppcd_tf")
-class Discriminator(tf_keras.Model):
+class Discriminator(DummyCallBuildMixin, tf_keras.Model):
   """BigGAN class-conditional projection discriminator.
 
   Call: `D((x, y), training=False) -> logits [B]`. Build with `build_discriminator`.
@@ -127,13 +127,6 @@ class Discriminator(tf_keras.Model):
                                sn_mode=config.get("sn_mode", "power_iteration"),
                                init=config.get("init", "ortho"),
                                name=config.get("name", "discriminator"))
-
-  def get_build_config(self) -> Dict[str, Any]:
-    return {"built_by_dummy_call": True}
-
-  def build_from_config(self, config) -> None:
-    del config
-    self.build_by_dummy_call()
 
   def build_by_dummy_call(self) -> None:
     """Creates every variable by one inference call on a batch of 1."""

@@ -127,8 +127,23 @@ def generator_layout(model_cfg: ModelConfig) -> _Layout:
   return _Layout(n, stem_z, cond, res, attn)
 
 
+class DummyCallBuildMixin:
+  """Keras build config for models whose variables come from one dummy call.
+
+  `.keras` loading calls `build_from_config`; subclasses define
+  `build_by_dummy_call()` (a batch-1 inference call creating every variable).
+  """
+
+  def get_build_config(self) -> Dict[str, Any]:
+    return {"built_by_dummy_call": True}
+
+  def build_from_config(self, config) -> None:
+    del config
+    self.build_by_dummy_call()
+
+
 @tf_keras.saving.register_keras_serializable(package="ppcd_tf")
-class Generator(tf_keras.Model):
+class Generator(DummyCallBuildMixin, tf_keras.Model):
   """BigGAN conditional generator; `masked=True` adds PP-Res channel masks.
 
   Call: `G((z, y), training=False) -> images`. Build with `build_generator`, which
@@ -320,13 +335,6 @@ class Generator(tf_keras.Model):
         sn_mode=config.get("sn_mode", "power_iteration"),
         mask_initial_score=config.get("mask_initial_score", 3.0),
         init=config.get("init", "ortho"), name=config.get("name", "generator"))
-
-  def get_build_config(self) -> Dict[str, Any]:
-    return {"built_by_dummy_call": True}
-
-  def build_from_config(self, config) -> None:
-    del config
-    self.build_by_dummy_call()
 
   def build_by_dummy_call(self) -> None:
     """Creates every variable by one inference call on a batch of 1."""

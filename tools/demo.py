@@ -25,8 +25,9 @@ from absl import app, flags, logging
 
 from ppcd_tf import flags as ppcd_flags
 
-ppcd_flags.define_flags()
-ppcd_flags.declare_key_flags()
+_WORKDIR = flags.DEFINE_string("workdir", "runs/demo",
+                               "Demo directory: one sub-directory per stage; a rerun "
+                               "reuses finished stages and resumes interrupted ones.")
 _CONFIG = flags.DEFINE_string("config", "configs/mnist32_quick.cfg",
                               "Flagfile of the run (the demo preset by default).")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 2000,
@@ -34,7 +35,8 @@ _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 2000,
 _LATENCY_REPEATS = flags.DEFINE_integer("latency_repeats", 30,
                                         "Timed TFLite calls per model (median).",
                                         lower_bound=3)
-FLAGS = flags.FLAGS
+_CLASSIFIER_EPOCHS = flags.DEFINE_integer("classifier_epochs", 10,
+                                          "Epochs of the metrics classifier.", lower_bound=1)
 
 STAGES = ("teacher", "classifier", "ppcd", "slim", "export", "samples", "evaluate",
           "report")
@@ -67,8 +69,9 @@ def _latency_ms(path: str, repeats: int) -> float:
   return statistics.median(times)
 
 
-def run_demo(workdir: str, config_path: str, num_samples: int, latency_repeats: int,
-             extra_flags=()):
+def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
+             latency_repeats: int = 30, classifier_epochs: int = 10, extra_flags=()):
+  """Runs every stage (see the module docstring); returns the report dict."""
   from ppcd_tf import checkpoints, classifier, evaluate, export, images, slim, train_lib
 
   t0 = time.time()
@@ -84,7 +87,9 @@ def run_demo(workdir: str, config_path: str, num_samples: int, latency_repeats: 
   s = _stage(2, f"classifier for the metrics -> {cdir}")
   info_path = os.path.join(cdir, "classifier.json")
   if not os.path.exists(info_path):
-    classifier.train_classifier(base.data, base.model, cdir, verbose=1)
+    classifier.train_classifier(
+        base.data, base.model, cdir,
+        classifier.ClassifierTrainConfig(epochs=classifier_epochs), verbose=1)
   acc = json.load(open(info_path)).get("test_accuracy")
   _done(s, f"held-out accuracy {acc}")
 
@@ -176,7 +181,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from ppcd_tf import cli_errors
   with cli_errors.friendly_errors():
-    run_demo(FLAGS.workdir, _CONFIG.value, _NUM_SAMPLES.value, _LATENCY_REPEATS.value)
+    run_demo(_WORKDIR.value, _CONFIG.value, _NUM_SAMPLES.value, _LATENCY_REPEATS.value,
+             _CLASSIFIER_EPOCHS.value)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,43 @@
+"""`make demo`'s pipeline end to end on the tiny config (the real preset is minutes)."""
+import json
+import os
+import tempfile
+
+import pytest
+from absl.testing import absltest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+class DemoTest(absltest.TestCase):
+
+  def test_demo_pipeline_on_tiny_config(self):
+    from tools import demo
+    workdir = tempfile.mkdtemp(prefix="ppcd_demo_")
+    result = demo.run_demo(workdir, os.path.join(ROOT, "configs", "tiny_test.cfg"),
+                           num_samples=40, latency_repeats=3, classifier_epochs=1)
+    report = json.load(open(os.path.join(workdir, "demo_report.json")))
+    self.assertEqual(report["table"], result["table"])
+    self.assertLessEqual(report["slim_report"]["params_after"],
+                         0.19 * report["slim_report"]["params_before"] + 1)
+    self.assertLessEqual(report["slim_report"]["max_abs_diff"], 1e-5)
+    for name in ("teacher_fp32", "slim_fp32", "slim_int8"):
+      self.assertTrue(os.path.exists(os.path.join(workdir, "export", f"{name}.tflite")))
+      self.assertGreater(report["tflite_latency_ms_batch1"][name], 0)
+      grid = Image.open(report["grids"][name])
+      self.assertEqual(grid.size, (8 * 34 + 2, 10 * 34 + 2))
+    for who in ("teacher", "student_slim"):
+      self.assertGreater(report[who]["fid"], 0)
+    self.assertIn("| PPCD slim (int8) |", report["table"])
+    # A second run reuses every finished stage (no retraining: same checkpoints).
+    before = sorted(os.listdir(os.path.join(workdir, "ppcd", "checkpoints")))
+    demo.run_demo(workdir, os.path.join(ROOT, "configs", "tiny_test.cfg"),
+                  num_samples=40, latency_repeats=3, classifier_epochs=1)
+    self.assertEqual(sorted(os.listdir(os.path.join(workdir, "ppcd", "checkpoints"))),
+                     before)
+
+
+if __name__ == "__main__":
+  absltest.main()
