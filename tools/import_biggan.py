@@ -1,0 +1,83 @@
+r"""Imports a published BigGAN-PyTorch checkpoint as a ppcd_tf teacher workdir.
+
+  python -m tools.import_biggan --G=138k/G_ema.pth --D=138k/D.pth \
+      --flagfile=configs/imagenet128.cfg --step=138000 --out=runs/biggan128_teacher
+  python -m ppcd_tf.train --flagfile=configs/imagenet128.cfg --mode=ppcd \
+      --teacher_dir=runs/biggan128_teacher --workdir=runs/imagenet128_ppcd
+
+--G fills both `generator` and `ema_generator` (pass G_ema.pth); with --G_ema too,
+--G fills `generator` and --G_ema `ema_generator`. .pth files need PyTorch; .npz
+files with the same keys do not. On a machine with torch, convert once:
+
+  python -m tools.import_biggan --to_npz --G=138k/G_ema.pth --D=138k/D.pth [--npz_dir=DIR]
+
+The model flags (--flagfile) must describe the checkpoint: the importer infers the
+architecture from the tensor shapes, compares, and names every difference. Every
+tensor must be consumed and every variable filled (ppcd_tf/biggan_import.py).
+Library: `ppcd_tf.biggan_import.import_teacher`.
+"""
+
+from __future__ import annotations
+
+import ppcd_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+
+from absl import app
+from absl import flags
+
+from ppcd_tf import flags as ppcd_flags
+
+ppcd_flags.define_flags()
+ppcd_flags.declare_key_flags()
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("G", None, "BigGAN-PyTorch generator state dict (.pth or .npz); "
+                    "without --G_ema it fills both generator and ema_generator, so pass "
+                    "G_ema.pth here.")
+flags.DEFINE_string("G_ema", None, "Optional EMA generator state dict; then --G fills "
+                    "`generator` and this `ema_generator`.")
+flags.DEFINE_string("D", None, "BigGAN-PyTorch discriminator state dict (.pth or .npz).")
+flags.DEFINE_string("out", None, "Teacher workdir to write (use it as --teacher_dir).")
+flags.DEFINE_integer("step", 0, "Step stored in the checkpoint (e.g. 138000).",
+                     lower_bound=0)
+flags.DEFINE_bool("overwrite", False, "Replace checkpoints already in --out.")
+flags.DEFINE_bool("verify", True, "Reload --out as the PPCD trainer loads a teacher and "
+                  "check it reproduces the imported networks.")
+flags.DEFINE_bool("to_npz", False, "Only convert the given .pth files to .npz (needs "
+                  "torch, not TensorFlow) and exit.")
+flags.DEFINE_string("npz_dir", None, "Where --to_npz writes (default: beside each .pth).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from ppcd_tf import biggan_import, cli_errors
+  with cli_errors.friendly_errors():
+    given = [p for p in (FLAGS.G, FLAGS.G_ema, FLAGS.D) if p]
+    if FLAGS.to_npz:
+      if not given:
+        raise biggan_import.BigGANImportError("--to_npz needs --G, --G_ema and/or --D.")
+      for path in given:
+        print(f"wrote {biggan_import.convert_to_npz(path, FLAGS.npz_dir)}")
+      return
+    for name in ("G", "D", "out"):
+      if not getattr(FLAGS, name):
+        raise biggan_import.BigGANImportError(
+            f"--{name} is required: python -m tools.import_biggan --G=G_ema.pth "
+            "--D=D.pth --flagfile=configs/imagenet128.cfg --out=DIR")
+    cfg = ppcd_flags.config_from_flags(FLAGS)
+    summary = biggan_import.import_teacher(
+        FLAGS.out, cfg, g=FLAGS.G, d=FLAGS.D, g_ema=FLAGS.G_ema, step=FLAGS.step,
+        overwrite=FLAGS.overwrite, verify=FLAGS.verify)
+  for name in ("generator", "ema_generator", "discriminator"):
+    part = summary[name]
+    ignored = f", ignored {len(part['ignored'])} bookkeeping" if part["ignored"] else ""
+    print(f"{name:<14} {part['tensors']:>4} tensors -> {part['params']:,} parameters"
+          f"{ignored}  ({part['source'] or 'in memory'})")
+  print(f"wrote {summary['checkpoint']} and {FLAGS.out}/config.json (step "
+        f"{summary['step']})")
+  print(f"next: python -m ppcd_tf.train --flagfile=... --mode=ppcd "
+        f"--teacher_dir={FLAGS.out} --workdir=...")
+
+
+if __name__ == "__main__":
+  app.run(main)
