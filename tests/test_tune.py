@@ -1,0 +1,44 @@
+"""tools/tune.py: a keras-tuner search whose trials are tiny PPCD runs."""
+import json
+import os
+
+import pytest
+from absl.testing import absltest
+
+from ppcd_tf import flags as ppcd_flags
+from tests import tiny_runs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+class TuneTest(absltest.TestCase):
+
+  def test_two_trials_write_best_flagfile(self):
+    from tools import tune
+    workdir = os.path.join(tiny_runs.root(), "tune")
+    base = tiny_runs.ppcd_cfg(workdir, tiny_runs.teacher())
+    best = tune.run_search(base, "classifier:" + tiny_runs.classifier(), workdir,
+                           max_trials=2, num_samples=40)
+    records = json.load(open(os.path.join(workdir, "trials.json")))
+    self.assertLen(records, 2)
+    self.assertEqual(best, records[0])
+    self.assertLessEqual(records[0]["fid"], records[1]["fid"])
+    self.assertNotEqual(records[0]["values"], records[1]["values"])
+    for r in records:  # every trial reached the budget
+      self.assertLessEqual(r["live_fraction"], 0.19)
+      lo, hi = tune.SEARCH_SPACE["lambda_att"]
+      self.assertBetween(r["values"]["lambda_att"], lo, hi)
+    # best.cfg is a flagfile that composes with the base config and validates.
+    cfg = ppcd_flags.parse_flagfile(
+        os.path.join(ROOT, "configs", "tiny_test.cfg"),
+        [f"--flagfile={os.path.join(workdir, 'best.cfg')}"])
+    self.assertAlmostEqual(cfg.distill.lambda_att, best["values"]["lambda_att"], places=4)
+    # A rerun resumes: the oracle is reloaded and no new trial runs.
+    tune.run_search(base, "classifier:" + tiny_runs.classifier(), workdir,
+                    max_trials=2, num_samples=40)
+    self.assertLen(os.listdir(os.path.join(workdir, "trials")), 2)
+
+
+if __name__ == "__main__":
+  absltest.main()
