@@ -125,6 +125,14 @@ class SpectralNormLayer(tf_keras.layers.Layer):
   def _raw_weight(self) -> tf.Variable:
     raise NotImplementedError
 
+  def get_prunable_weights(self) -> List[tf.Variable]:
+    """The raw weight: what tfmot magnitude pruning masks (its `PrunableLayer` protocol).
+
+    Used by the magnitude-pruning baseline (`ppcd_tf.baselines`); tfmot wraps any
+    layer that has this method.
+    """
+    return [self._raw_weight()]
+
   def spectral_sigma(self, training=False) -> tf.Tensor:
     """The sigma this layer divides by for the given mode (see module docstring).
 
