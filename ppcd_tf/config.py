@@ -104,6 +104,9 @@ class ModelConfig:
   g_attention_res: Tuple[int, ...] = (16,)
   d_attention_res: Tuple[int, ...] = (16,)
   hierarchical_z: bool = True
+  # Explicit generator widths (stem, mid_0..mid_{n-1}, out_0..out_{n-1}), e.g. the
+  # architecture a PPCD run found (slim_report.json "slim_channels"); () = BigGAN widths.
+  g_channels: Tuple[int, ...] = ()
   sn_eps: float = 1e-6
   bn_eps: float = 1e-5
 
@@ -171,6 +174,10 @@ class ModelConfig:
       _check(a in d_res or a == r, f"d_attention_res={a} is not a D feature resolution "
              f"{sorted(d_res | {r})}; pick one of those or none.")
     _check(self.sn_eps > 0 and self.bn_eps > 0, "sn_eps and bn_eps must be > 0.")
+    if self.g_channels:
+      _check(len(self.g_channels) == 1 + 2 * n_blocks and min(self.g_channels) >= 1,
+             f"g_channels={self.g_channels} must hold {1 + 2 * n_blocks} positive widths "
+             f"for {r}px: stem, {n_blocks} hidden widths, {n_blocks} output widths.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -85,6 +85,10 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                     "D resolutions followed by self-attention (empty = none).", **m)
   flags.DEFINE_bool("hierarchical_z", md.hierarchical_z,
                     "Split z across the stem and the G blocks (BigGAN).", **m)
+  flags.DEFINE_list("g_channels", [],
+                    "Explicit generator widths: stem, then each block's hidden width, "
+                    "then each block's output width (e.g. a slim architecture's "
+                    "slim_channels). Empty = BigGAN widths from --g_ch.", **m)
 
   # --- pruning ---
   m = dict(kw, module_name=_g("pruning"))
@@ -247,7 +251,8 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           d_downsample=_bools("d_downsample", f.d_downsample),
           g_attention_res=_ints("g_attention_res", f.g_attention_res),
           d_attention_res=_ints("d_attention_res", f.d_attention_res),
-          hierarchical_z=f.hierarchical_z),
+          hierarchical_z=f.hierarchical_z,
+          g_channels=_ints("g_channels", f.g_channels)),
       pruning=config_lib.PruningConfig(
           target_fraction=f.target_fraction, budget_params=f.budget_params,
           budget_macs=f.budget_macs, schedule=f.prune_schedule,

@@ -79,7 +79,12 @@ class GeneratorChannels:
 
   @classmethod
   def from_model_config(cls, model_cfg: ModelConfig) -> "GeneratorChannels":
-    """BigGAN widths: stem g_ch*mults[0], block i hidden = out = g_ch*mults[i+1]."""
+    """Explicit `model_cfg.g_channels` (stem, mid..., out...) if set, else BigGAN
+    widths: stem g_ch*mults[0], block i hidden = out = g_ch*mults[i+1]."""
+    if model_cfg.g_channels:
+      c = tuple(model_cfg.g_channels)
+      n = (len(c) - 1) // 2
+      return cls(stem=c[0], mid=c[1:1 + n], out=c[1 + n:])
     m = model_cfg.resolved()
     widths = tuple(m.g_ch * k for k in m.g_channel_mults)
     return cls(stem=widths[0], mid=widths[1:], out=widths[1:])

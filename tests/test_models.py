@@ -257,3 +257,20 @@ class ImageNet128Test(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class ExplicitChannelsTest(absltest.TestCase):
+
+  def test_g_channels_builds_that_architecture(self):
+    from ppcd_tf import config as config_lib, flops
+    from ppcd_tf.generator import GeneratorChannels, build_generator
+    base = config_lib.tiny_config().model
+    channels = GeneratorChannels(stem=3, mid=(2, 5, 1), out=(4, 2, 6))
+    cfg = dataclasses.replace(base, g_channels=(3, 2, 5, 1, 4, 2, 6))
+    cfg.validate()
+    g = build_generator(cfg)
+    self.assertEqual(g.channels, channels)
+    self.assertEqual(flops.count_generator(g).total_params,
+                     sum(int(np.prod(v.shape)) for v in g.trainable_variables))
+    with self.assertRaisesRegex(config_lib.ConfigError, "g_channels=.*7 positive widths"):
+      dataclasses.replace(base, g_channels=(3, 2)).validate()
