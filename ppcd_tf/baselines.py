@@ -167,6 +167,23 @@ class MagnitudePruningTrainer(Trainer):
     self.resumed_from = prefix
     return prefix
 
+  def sample_grid(self, per_class: int = 8) -> np.ndarray:
+    """As `Trainer.sample_grid`, but calls the wrapped EMA generator in replica
+    context: tfmot's mask op uses `merge_call`, which a cross-replica call lacks."""
+    from ppcd_tf import evaluation, images as images_lib
+    from ppcd_tf.train_lib import SAMPLE_SEED, _sample_rows
+    rows = _sample_rows(self.model_cfg.num_classes)
+    y = tf.constant(np.repeat(rows, per_class).astype(np.int32))
+    z = tf.constant(evaluation.sample_z(int(y.shape[0]), self.model_cfg.z_dim, SAMPLE_SEED,
+                                        self.cfg.run.truncation or None))
+
+    @tf.function
+    def generate(z, y):
+      return self.strategy.run(lambda a, b: self.G_ema((a, b), training=False), args=(z, y))
+
+    imgs = self.strategy.experimental_local_results(generate(z, y))[0]
+    return images_lib.make_grid(imgs.numpy(), rows=len(rows))
+
   def _final_summary(self, step: int, logs: Dict[str, float], wall: float) -> Dict:
     out = super()._final_summary(step, logs, wall)
     out.update(baseline="tfmot_magnitude", nonzero_params=nonzero_params(self.G),

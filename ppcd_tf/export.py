@@ -93,7 +93,7 @@ __all__ = [
     "inference_generator", "training_state_names", "export_saved_model",
     "export_tflite", "export_json_path", "read_export_json", "GeneratorRunner",
     "KerasRunner", "SavedModelRunner", "TFLiteRunner", "open_generator",
-    "check_sampling_args", "truncated_normal", "sample_class_grid",
+    "check_sampling_args", "truncated_normal", "sample_class_grid", "median_latency_ms",
 ]
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -1042,3 +1042,24 @@ def sample_class_grid(runner: GeneratorRunner, class_ids: Sequence[int], n: int,
   outs = [runner(z[i:i + batch_size], y[i:i + batch_size])
           for i in range(0, z.shape[0], batch_size)]
   return np.concatenate(outs, axis=0)
+
+
+def median_latency_ms(path: str, repeats: int = 30, batch: int = 1, warmup: int = 3) -> float:
+  """Median wall milliseconds of one `batch`-sized call of a model (LiteRT for .tflite).
+
+  A quick single-model figure for reports; `tools/bench_infer.py` is the benchmark
+  that compares models side by side.
+  """
+  import time
+  runner = open_generator(path)
+  rng = np.random.default_rng(0)
+  z = rng.standard_normal((batch, runner.spec.z_dim)).astype(np.float32)
+  y = (np.arange(batch) % runner.spec.num_classes).astype(np.int32)
+  for _ in range(warmup):
+    runner(z, y)
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    runner(z, y)
+    times.append((time.perf_counter() - start) * 1000.0)
+  return float(np.median(times))

@@ -17,8 +17,6 @@ training stage that was interrupted resumes from its checkpoint):
 
 import json
 import os
-import statistics
-import sys
 import time
 
 from absl import app, flags, logging
@@ -49,24 +47,6 @@ def _stage(i: int, text: str) -> float:
 
 def _done(start: float, what: str) -> None:
   print(f"    {what} ({time.time() - start:.0f}s)", flush=True)
-
-
-def _latency_ms(path: str, repeats: int) -> float:
-  """Median milliseconds of one batch-1 call through the LiteRT interpreter."""
-  import numpy as np
-
-  from ppcd_tf import export
-  runner = export.open_generator(path)
-  z = np.random.default_rng(0).standard_normal((1, runner.spec.z_dim)).astype(np.float32)
-  y = np.zeros([1], np.int32)
-  for _ in range(3):
-    runner(z, y)
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    runner(z, y)
-    times.append((time.perf_counter() - t) * 1000)
-  return statistics.median(times)
 
 
 def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
@@ -137,7 +117,8 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
   _done(s, f"FID teacher {ev_teacher['fid']:.2f}, slim student {ev_student['fid']:.2f}")
 
   s = _stage(8, "report")
-  lat = {k: _latency_ms(os.path.join(edir, f"{k}.tflite"), latency_repeats) for k in exports}
+  lat = {k: export.median_latency_ms(os.path.join(edir, f"{k}.tflite"), latency_repeats)
+         for k in exports}
   rows = [
       ("teacher", ev_teacher, exports["teacher_fp32"], lat["teacher_fp32"]),
       ("PPCD slim (fp32)", ev_student, exports["slim_fp32"], lat["slim_fp32"]),

@@ -1,0 +1,288 @@
+"""PPCD against its baselines at the same parameter budget; results for docs/RESULTS.md.
+
+  python -m tools.experiment --workdir=runs/experiment [--config=configs/mnist32.cfg] \
+      [--only=teacher,ppcd_t81] [--results=docs/results]
+
+Runs (a registry, in dependency order; each reuses a finished run and resumes an
+interrupted one, so the whole experiment can be stopped and restarted freely):
+
+  teacher        BigGAN teacher (--mode=teacher)
+  classifier     metrics classifier on the same data
+  ppcd_t50 ... ppcd_t90   PPCD at 50/70/81/90% of G parameters removed
+  no_distill     PP-Res pruning without distillation (all lambdas 0), 81%
+  no_att / no_cam / no_pix   PPCD with one distillation term removed, 81%
+  magnitude      tfmot prune_low_magnitude on the teacher, GAN-loss fine-tuning, 81%
+  scratch        the slim architecture PPCD found at 81%, trained from scratch (no teacher)
+
+Each finished run is slimmed (PPCD runs) or stripped (magnitude), evaluated
+(FID, KID, intra-FID, IS, class accuracy with `--num_samples` samples and the
+classifier's features), exported to TFLite fp32 and timed at batch 1 (LiteRT,
+median of `--latency_repeats`). The small results are written to `--results`
+(one JSON per run, `results.json`, sample grids, `fid_vs_params.png`,
+`RESULTS_table.md`) as each run finishes, so they can be committed as they come.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from typing import Callable, Dict, List, Optional
+
+from absl import app, flags, logging
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/experiment", "Root of every run's workdir.")
+_CONFIG = flags.DEFINE_string("config", "configs/mnist32.cfg", "Base flagfile of all runs.")
+_RESULTS = flags.DEFINE_string("results", "docs/results",
+                               "Where the small result files go (committed).")
+_ONLY = flags.DEFINE_list("only", [], "Run only these runs (and what they need).")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 5000, "Samples per evaluation.",
+                                    lower_bound=20)
+_LATENCY_REPEATS = flags.DEFINE_integer("latency_repeats", 50,
+                                        "Timed batch-1 TFLite calls (median).", lower_bound=3)
+_CLASSIFIER_EPOCHS = flags.DEFINE_integer("classifier_epochs", 10,
+                                          "Epochs of the metrics classifier.", lower_bound=1)
+
+TARGETS = (0.5, 0.7, 0.81, 0.9)
+MAIN_TARGET = 0.81
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  name: str
+  kind: str                      # teacher | ppcd | magnitude | scratch
+  label: str                     # row label in the results table
+  needs: tuple = ()
+  target: float = MAIN_TARGET
+  distill: Optional[dict] = None  # DistillConfig overrides
+
+
+def _registry() -> List[Run]:
+  runs = [Run("teacher", "teacher", "Teacher (BigGAN)")]
+  for t in TARGETS:
+    runs.append(Run(f"ppcd_t{int(round(t * 100))}", "ppcd", f"PPCD ({t:.0%} removed)",
+                    needs=("teacher",), target=t))
+  runs += [
+      Run("no_distill", "ppcd", "PP-Res pruning, no distillation", needs=("teacher",),
+          distill=dict(lambda_att=0.0, lambda_cam=0.0, lambda_pix=0.0)),
+      Run("no_att", "ppcd", "PPCD without attention term", needs=("teacher",),
+          distill=dict(lambda_att=0.0)),
+      Run("no_cam", "ppcd", "PPCD without CAM term", needs=("teacher",),
+          distill=dict(lambda_cam=0.0)),
+      Run("no_pix", "ppcd", "PPCD without pixel term", needs=("teacher",),
+          distill=dict(lambda_pix=0.0)),
+      Run("magnitude", "magnitude", "tfmot magnitude pruning (unstructured)",
+          needs=("teacher",)),
+      Run("scratch", "scratch", "PPCD's slim architecture from scratch",
+          needs=("ppcd_t81",)),
+  ]
+  return runs
+
+
+RUNS = {r.name: r for r in _registry()}
+
+
+class Experiment:
+  """Runs and evaluates the registry's runs under one root directory."""
+
+  def __init__(self, root: str, config_path: str, results_dir: str, num_samples: int,
+               latency_repeats: int, classifier_epochs: int = 10):
+    from ppcd_tf import flags as ppcd_flags
+    self.root, self.results_dir = root, results_dir
+    self.config_path = config_path
+    self.base = ppcd_flags.parse_flagfile(config_path)
+    self.num_samples, self.latency_repeats = num_samples, latency_repeats
+    self.classifier_epochs = classifier_epochs
+    os.makedirs(results_dir, exist_ok=True)
+
+  def workdir(self, name: str) -> str:
+    return os.path.join(self.root, name)
+
+  @property
+  def extractor(self) -> str:
+    return "classifier:" + os.path.join(self.root, "classifier")
+
+  def _result_path(self, name: str) -> str:
+    return os.path.join(self.results_dir, f"{name}.json")
+
+  # -------------------------------------------------------------- stages
+  def classifier(self) -> None:
+    from ppcd_tf import classifier
+    out = os.path.join(self.root, "classifier")
+    if not os.path.exists(os.path.join(out, "classifier.json")):
+      classifier.train_classifier(
+          self.base.data, self.base.model, out,
+          classifier.ClassifierTrainConfig(epochs=self.classifier_epochs), verbose=1)
+
+  def config_for(self, run: Run):
+    wd = self.workdir(run.name)
+    if run.kind == "teacher":
+      return self.base.replace(run=dict(workdir=wd, mode="teacher"))
+    if run.kind == "scratch":
+      report = json.load(open(os.path.join(self.workdir("ppcd_t81"), "slim",
+                                           "slim_report.json")))
+      c = report["slim_channels"]
+      channels = (c["stem"],) + tuple(c["mid"]) + tuple(c["out"])
+      return self.base.replace(run=dict(workdir=wd, mode="teacher"),
+                               model=dict(g_channels=channels))
+    distill = dict(teacher_dir=self.workdir("teacher"))
+    distill.update(run.distill or {})
+    cfg = self.base.replace(run=dict(workdir=wd, mode="ppcd"), distill=distill,
+                            pruning=dict(target_fraction=run.target))
+    if run.kind == "magnitude":
+      from ppcd_tf import baselines
+      return baselines.magnitude_config(cfg, self.workdir("teacher"))
+    return cfg.validate()
+
+  def train(self, run: Run) -> Dict:
+    from ppcd_tf import baselines, train_lib
+    cfg = self.config_for(run)
+    trainer_cls = (baselines.MagnitudePruningTrainer if run.kind == "magnitude"
+                   else train_lib.Trainer)
+    trainer = trainer_cls(cfg)
+    start = time.time()
+    summary = trainer.fit()
+    summary["train_wall_seconds_this_invocation"] = round(time.time() - start, 1)
+    if run.kind == "magnitude":
+      # Strip the tfmot wrappers from the EMA generator and keep it as a plain
+      # (sparse) generator directory that evaluation and export read.
+      from ppcd_tf import slim
+      baselines.strip_magnitude_pruning(trainer.G_ema)
+      out = os.path.join(cfg.run.workdir, "slim")
+      if os.path.isdir(out):
+        shutil.rmtree(out)
+      slim.save_slim_generator(trainer.G_ema, out)
+    return summary
+
+  def finish(self, run: Run, summary: Dict) -> Dict:
+    """Slim (PPCD), evaluate, export TFLite fp32, time it; write the result JSON."""
+    from ppcd_tf import baselines, checkpoints, evaluate, export, flops, slim
+    wd = self.workdir(run.name)
+    model = "ema"
+    extra = {}
+    if run.kind == "ppcd":
+      masked, _ = slim.restore_trained_generator(workdir=wd)
+      report = slim.slim_and_report(masked, os.path.join(wd, "slim"))
+      extra["slim_report"] = {k: report[k] for k in (
+          "params_before", "params_after", "param_reduction", "macs_before",
+          "macs_after", "max_abs_diff", "slim_channels")}
+      model = "slim"
+    elif run.kind == "magnitude":
+      model = "slim"
+    ev = evaluate.evaluate_workdir(wd, model, self.extractor, self.num_samples,
+                                   stats_dir=os.path.join(self.root, "reference_stats"))
+    generator, _, _ = evaluate.load_for_eval(wd, model)
+    tflite = os.path.join(wd, "export", "g_fp32.tflite")
+    exp = export.export_tflite(generator, tflite)
+    params = flops.count_generator(generator).total_params
+    if run.kind == "magnitude":
+      params = baselines.nonzero_params(generator)  # unstructured: non-zero weights
+    result = dict(
+        name=run.name, label=run.label, kind=run.kind, target=run.target,
+        params=params, macs=flops.count_generator(generator).total_macs,
+        fid=ev["fid"], kid_mean=ev["kid_mean"], kid_std=ev["kid_std"],
+        intra_fid=ev.get("intra_fid"), is_mean=ev["is_mean"],
+        class_accuracy=ev.get("class_accuracy"), num_samples=ev["num_samples"],
+        seed=ev["seed"], tflite_fp32_kib=exp["file_size_bytes"] / 1024,
+        tflite_latency_ms=export.median_latency_ms(tflite, self.latency_repeats),
+        train_steps=summary.get("step"), train_wall_seconds=summary.get("wall_seconds"),
+        config=self.config_path, **extra)
+    checkpoints.write_json_atomic(self._result_path(run.name), result)
+    grid_dst = os.path.join(self.results_dir, "grids", f"{run.name}.png")
+    os.makedirs(os.path.dirname(grid_dst), exist_ok=True)
+    shutil.copyfile(ev["grid"], grid_dst)
+    return result
+
+  def run(self, names: Optional[List[str]] = None) -> List[Dict]:
+    wanted = self._closure(names or list(RUNS))
+    self.classifier()
+    for name in [n for n in RUNS if n in wanted]:
+      run = RUNS[name]
+      if os.path.exists(self._result_path(name)):
+        print(f"[{name}] done earlier: {self._result_path(name)}", flush=True)
+        continue
+      print(f"\n=== [{name}] {run.label} ===", flush=True)
+      summary = self.train(run)
+      result = self.finish(run, summary)
+      print(f"[{name}] FID {result['fid']:.2f}, params {result['params']:,}", flush=True)
+      self.write_summary()
+    return self.write_summary()
+
+  def _closure(self, names: List[str]) -> set:
+    out, stack = set(), list(names)
+    while stack:
+      n = stack.pop()
+      if n not in RUNS:
+        from ppcd_tf.config import ConfigError
+        raise ConfigError(f"--only={n!r} is not a run; known: {', '.join(RUNS)}")
+      if n not in out:
+        out.add(n)
+        stack.extend(RUNS[n].needs)
+    return out
+
+  # -------------------------------------------------------------- outputs
+  def write_summary(self) -> List[Dict]:
+    from ppcd_tf import checkpoints
+    results = []
+    for name in RUNS:
+      path = self._result_path(name)
+      if os.path.exists(path):
+        results.append(json.load(open(path)))
+    checkpoints.write_json_atomic(os.path.join(self.results_dir, "results.json"), results)
+    lines = ["| run | params | MACs/image | FID | KID | intra-FID | class acc | "
+             "TFLite ms (b=1) |", "|" + "---|" * 8]
+    for r in results:
+      lines.append(
+          f"| {r['label']} | {r['params']:,} | {r['macs']:,} | {r['fid']:.2f} | "
+          f"{r['kid_mean']:.3f} ± {r['kid_std']:.3f} | "
+          f"{r['intra_fid']:.2f} | {r['class_accuracy']:.3f} | "
+          f"{r['tflite_latency_ms']:.2f} |")
+    with open(os.path.join(self.results_dir, "RESULTS_table.md"), "w") as f:
+      f.write("\n".join(lines) + "\n")
+    self._plot(results)
+    return results
+
+  def _plot(self, results: List[Dict]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    teacher = next((r for r in results if r["kind"] == "teacher"), None)
+    if teacher is None:
+      return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ppcd = sorted((r for r in results if r["name"].startswith("ppcd_t")),
+                  key=lambda r: r["params"])
+    if ppcd:
+      ax.plot([r["params"] / teacher["params"] for r in ppcd], [r["fid"] for r in ppcd],
+              "o-", label="PPCD")
+    for r in results:
+      if r["kind"] in ("magnitude", "scratch") or r["name"] in ("no_distill",):
+        ax.plot(r["params"] / teacher["params"], r["fid"], "s", label=r["label"])
+    ax.axhline(teacher["fid"], color="gray", ls="--", label="teacher")
+    ax.set_xlabel("generator parameters kept (fraction of teacher)")
+    ax.set_ylabel(f"FID ({teacher['num_samples']} samples, classifier features)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = os.path.join(self.results_dir, "fid_vs_params.png.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, os.path.join(self.results_dir, "fid_vs_params.png"))
+    plt.close(fig)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from ppcd_tf import cli_errors
+  with cli_errors.friendly_errors():
+    exp = Experiment(_WORKDIR.value, _CONFIG.value, _RESULTS.value, _NUM_SAMPLES.value,
+                     _LATENCY_REPEATS.value, _CLASSIFIER_EPOCHS.value)
+    results = exp.run(_ONLY.value or None)
+  print(open(os.path.join(_RESULTS.value, "RESULTS_table.md")).read())
+  print(f"{len(results)} runs; results in {_RESULTS.value}")
+
+
+if __name__ == "__main__":
+  logging.set_verbosity(logging.WARNING)
+  app.run(main)
