@@ -44,6 +44,10 @@ _LATENCY_REPEATS = flags.DEFINE_integer("latency_repeats", 50,
                                         "Timed batch-1 TFLite calls (median).", lower_bound=3)
 _CLASSIFIER_EPOCHS = flags.DEFINE_integer("classifier_epochs", 10,
                                           "Epochs of the metrics classifier.", lower_bound=1)
+_STUDENT_STEPS = flags.DEFINE_integer(
+    "student_steps", 0, "Training steps of every student run (PPCD variants, magnitude); "
+    "the pruning schedule is scaled to it (begin 5%, end 60%, 20 events). The scratch "
+    "baseline gets teacher + student steps. 0 = the flagfile's --num_steps.", lower_bound=0)
 
 TARGETS = (0.5, 0.7, 0.81, 0.9)
 MAIN_TARGET = 0.81
@@ -88,14 +92,21 @@ class Experiment:
   """Runs and evaluates the registry's runs under one root directory."""
 
   def __init__(self, root: str, config_path: str, results_dir: str, num_samples: int,
-               latency_repeats: int, classifier_epochs: int = 10):
+               latency_repeats: int, classifier_epochs: int = 10, student_steps: int = 0):
     from ppcd_tf import flags as ppcd_flags
     self.root, self.results_dir = root, results_dir
     self.config_path = config_path
     self.base = ppcd_flags.parse_flagfile(config_path)
     self.num_samples, self.latency_repeats = num_samples, latency_repeats
     self.classifier_epochs = classifier_epochs
+    self.student_steps = student_steps or self.base.optim.num_steps
     os.makedirs(results_dir, exist_ok=True)
+
+  def _student_schedule(self) -> Dict:
+    n = self.student_steps
+    end = max(2, int(0.6 * n))
+    begin = min(int(0.05 * n), end - 1)
+    return dict(begin_step=begin, end_step=end, frequency=max(1, (end - begin) // 20))
 
   def workdir(self, name: str) -> str:
     return os.path.join(self.root, name)
@@ -125,12 +136,15 @@ class Experiment:
                                            "slim_report.json")))
       c = report["slim_channels"]
       channels = (c["stem"],) + tuple(c["mid"]) + tuple(c["out"])
-      return self.base.replace(run=dict(workdir=wd, mode="teacher"),
-                               model=dict(g_channels=channels))
+      return self.base.replace(
+          run=dict(workdir=wd, mode="teacher"), model=dict(g_channels=channels),
+          optim=dict(num_steps=self.base.optim.num_steps + self.student_steps))
     distill = dict(teacher_dir=self.workdir("teacher"))
     distill.update(run.distill or {})
     cfg = self.base.replace(run=dict(workdir=wd, mode="ppcd"), distill=distill,
-                            pruning=dict(target_fraction=run.target))
+                            optim=dict(num_steps=self.student_steps),
+                            pruning=dict(target_fraction=run.target,
+                                         **self._student_schedule()))
     if run.kind == "magnitude":
       from ppcd_tf import baselines
       return baselines.magnitude_config(cfg, self.workdir("teacher"))
@@ -188,6 +202,7 @@ class Experiment:
         seed=ev["seed"], tflite_fp32_kib=exp["file_size_bytes"] / 1024,
         tflite_latency_ms=export.median_latency_ms(tflite, self.latency_repeats),
         train_steps=summary.get("step"), train_wall_seconds=summary.get("wall_seconds"),
+        live_fraction=summary.get("live_fraction"),
         config=self.config_path, **extra)
     checkpoints.write_json_atomic(self._result_path(run.name), result)
     grid_dst = os.path.join(self.results_dir, "grids", f"{run.name}.png")
@@ -277,7 +292,7 @@ def main(argv):
   from ppcd_tf import cli_errors
   with cli_errors.friendly_errors():
     exp = Experiment(_WORKDIR.value, _CONFIG.value, _RESULTS.value, _NUM_SAMPLES.value,
-                     _LATENCY_REPEATS.value, _CLASSIFIER_EPOCHS.value)
+                     _LATENCY_REPEATS.value, _CLASSIFIER_EPOCHS.value, _STUDENT_STEPS.value)
     results = exp.run(_ONLY.value or None)
   print(open(os.path.join(_RESULTS.value, "RESULTS_table.md")).read())
   print(f"{len(results)} runs; results in {_RESULTS.value}")
