@@ -22,7 +22,8 @@ def _user_error_types():
   except ImportError:  # pragma: no cover - models not importable
     pass
   for mod_name, cls_name in (("ppcd_tf.features", "FeatureExtractorError"),
-                             ("ppcd_tf.export", "ExportError")):
+                             ("ppcd_tf.export", "ExportError"),
+                             ("ppcd_tf.biggan_import", "BigGANImportError")):
     try:
       mod = __import__(mod_name, fromlist=[cls_name])
       types.append(getattr(mod, cls_name))

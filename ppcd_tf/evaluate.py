@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional
 
 from absl import app, flags
 
-__all__ = ["load_for_eval", "evaluate_workdir", "MODELS"]
+__all__ = ["load_for_eval", "evaluate_workdir", "check_args", "MODELS"]
 
 MODELS = ("ema", "slim", "teacher")
 
@@ -119,12 +119,50 @@ def evaluate_workdir(workdir: str, model: str, extractor_name: str, num_samples:
   return result
 
 
+# Below this, resampling |z| > t (evaluation.sample_z) needs thousands of rounds.
+MIN_TRUNCATION = 0.02
+
+
+def check_args(workdir: str, model: str, extractor: str, num_samples: int, seed: int,
+               truncation: float, out_dir: Optional[str] = None) -> None:
+  """Checks the command line before anything is loaded.
+
+  Raises:
+    ConfigError: naming the first bad flag.
+  """
+  import math
+
+  from ppcd_tf import config as config_lib
+  if not workdir or not os.path.isdir(workdir):
+    raise config_lib.ConfigError(f"--workdir={workdir} does not exist or is not a "
+                                 "directory; pass a training workdir.")
+  if model not in MODELS:
+    raise config_lib.ConfigError(f"--model={model!r} must be one of {MODELS}.")
+  if not extractor or ":" not in extractor:
+    raise config_lib.ConfigError(
+        f"--extractor={extractor!r} must be classifier:<dir> (python -m "
+        "ppcd_tf.train_classifier --out=<dir>) or inception:<path>.")
+  if int(num_samples) < 20:
+    raise config_lib.ConfigError(f"--num_samples={num_samples} must be >= 20.")
+  if not 0 <= int(seed) < 2 ** 31:
+    raise config_lib.ConfigError(f"--seed={seed} must be in [0, 2**31).")
+  t = float(truncation)
+  if not (math.isfinite(t) and (t == 0 or MIN_TRUNCATION <= t <= 4.0)):
+    raise config_lib.ConfigError(
+        f"--truncation={truncation} must be 0 (no truncation) or in "
+        f"[{MIN_TRUNCATION}, 4]; 0.5 is strong.")
+  if out_dir and os.path.isfile(out_dir):
+    raise config_lib.ConfigError(f"--out_dir={out_dir} is a file; pass a directory.")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from ppcd_tf import cli_errors
   f = flags.FLAGS
   with cli_errors.friendly_errors():
+    check_args(f.workdir, f.model, f.extractor, f.num_samples, f.seed, f.truncation,
+               f.out_dir)
     r = evaluate_workdir(f.workdir, f.model, f.extractor, f.num_samples, f.seed,
                          f.truncation, f.stats_dir, f.out_dir, f.grid_per_class)
   keys = ("fid", "kid_mean", "intra_fid", "is_mean", "class_accuracy", "params", "macs")

@@ -12,7 +12,25 @@
 
 Randomness: z and the fake class labels come from stateless RNGs keyed by
 (seed, step), so the step counter *is* the RNG state: a resumed run draws exactly
-the latents an uninterrupted run would. The data iterator is checkpointed too.
+the latents an uninterrupted run would. Weight initialisation is seeded with
+`--seed` (`tf_keras.utils.set_random_seed`), and the data stream is replayed from
+its seed on resume (`Trainer._make_dataset`), so the same seed and config give
+bit-identical runs on one device, interrupted or not.
+
+Reliability (BUILD.md "Reliability"): everything a run is given is validated
+before anything is written to the workdir, so a bad rerun leaves config.json and
+the checkpoints as they were; a rerun replaces config.json only when it writes its
+first checkpoint. Checkpoints are written, read back, then published
+(`checkpoints.save_checkpoint`); on resume, unreadable checkpoints are skipped,
+moved to `checkpoints/unreadable/` and the previous good one is used. A NaN/Inf
+loss stops the run before it saves (`TrainingDivergedError`); an unreadable image
+in the data stops it with a `DataError` naming the file.
+
+Test hook: with the environment variable `PPCD_TF_TEST_PUBLISH_DELAY=S` (or
+`STEP:S`) every checkpoint save (or only the one at STEP) sleeps S seconds after
+the checkpoint is written and verified, before it becomes the latest, so a test
+can SIGKILL the process inside the write (tests/test_crash_resume.py). Never set
+it in real runs.
 
 Distribution: losses are per-replica means divided by the replica count, so the
 summed gradients equal the global-batch mean (mirrored == one device). Every
@@ -45,14 +63,33 @@ from ppcd_tf import pruning
 from ppcd_tf.discriminator import build_discriminator
 from ppcd_tf.generator import build_generator
 
-__all__ = ["Trainer", "train", "TrainingDivergedError", "SAMPLE_SEED"]
+__all__ = ["Trainer", "train", "TrainingDivergedError", "SAMPLE_SEED",
+           "TEST_PUBLISH_DELAY_ENV"]
 
 SAMPLE_SEED = 1234
 _Z_SALT, _Y_SALT = 0x5EED, 0xC1A55
+TEST_PUBLISH_DELAY_ENV = "PPCD_TF_TEST_PUBLISH_DELAY"
 
 
 class TrainingDivergedError(RuntimeError):
   """A loss became NaN or Inf; the message names the term, the step and the checkpoint."""
+
+
+def _publish_delay_hook(step: int):
+  """The crash-test hook (module docstring): a sleep before publishing, or None."""
+  value = os.environ.get(TEST_PUBLISH_DELAY_ENV, "").strip()
+  if not value:
+    return None
+  at, _, seconds = value.rpartition(":")
+  if at and int(at) != step:
+    return None
+  delay = float(seconds)
+
+  def pause(prefix: str) -> None:
+    logging.warning("%s: %s written and verified; sleeping %.1fs before publishing it.",
+                    TEST_PUBLISH_DELAY_ENV, prefix, delay)
+    time.sleep(delay)
+  return pause
 
 
 def _sample_rows(num_classes: int, max_rows: int = 10) -> np.ndarray:
@@ -64,16 +101,26 @@ def _sample_rows(num_classes: int, max_rows: int = 10) -> np.ndarray:
 class Trainer:
   """Builds models, optimisers, data and checkpoints for one workdir, then trains.
 
+  Construction validates everything first (config, replicas, data, the workdir's
+  earlier config, the teacher) and writes nothing until then; it seeds the global
+  RNGs with `cfg.run.seed` before building the networks.
+
   Args:
     cfg: a validated `Config`.
     strategy: optional strategy (tests pass one); default from `cfg.run.strategy`.
+
+  Raises:
+    ConfigError, DataError, CheckpointError: with a message naming the problem.
   """
 
   def __init__(self, cfg: config_lib.Config,
                strategy: Optional[tf.distribute.Strategy] = None):
     self.cfg = cfg.validate()
     self.workdir = cfg.run.workdir
-    self.strategy = strategy or distribute.make_strategy(cfg.run.strategy)
+    try:
+      self.strategy = strategy or distribute.make_strategy(cfg.run.strategy)
+    except ValueError as e:  # e.g. --strategy=multi_worker without TF_CONFIG
+      raise config_lib.ConfigError(str(e)) from e
     self.num_replicas = self.strategy.num_replicas_in_sync
     if cfg.optim.batch_size % self.num_replicas:
       raise config_lib.ConfigError(
@@ -92,11 +139,22 @@ class Trainer:
     data_lib.check_compatible(info, cfg.model)
     self.data_info = info
 
-    self._prepare_workdir()
+    # Validate everything against what is on disk before writing anything.
+    self._check_workdir()
+    if self.needs_teacher:
+      self._check_teacher()
+    tf_keras.utils.set_random_seed(cfg.run.seed)  # deterministic initial weights
     with self.strategy.scope():
       self._build()
     self._build_checkpoint()
     self._restore_or_initialise()
+    self._make_manager()
+    # A new workdir gets its config.json now; a rerun's replaces the previous one
+    # only when the rerun writes its first checkpoint (so a rerun that diverges
+    # before saving leaves it as it was).
+    self._config_written = False
+    if not os.path.exists(checkpoints.config_path(self.workdir)):
+      self._write_config_once()
     if self.masked:
       self.controller = pruning.PruningController.from_config(
           self.G, cfg.pruning, full_cost=self.full_cost)
@@ -107,8 +165,19 @@ class Trainer:
     self._eval = None
 
   # ------------------------------------------------------------------ set-up
-  def _prepare_workdir(self) -> None:
-    os.makedirs(self.workdir, exist_ok=True)
+  def _check_workdir(self) -> None:
+    """Checks a rerun against the workdir's config.json; writes nothing."""
+    if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
+      raise config_lib.ConfigError(
+          f"--workdir={self.workdir} is a file, not a directory; pass a new or "
+          "existing run directory.")
+    existing = os.path.abspath(self.workdir)
+    while not os.path.exists(existing):
+      existing = os.path.dirname(existing)
+    if self.is_chief and not (os.path.isdir(existing) and os.access(existing, os.W_OK)):
+      raise config_lib.ConfigError(
+          f"--workdir={self.workdir} cannot be written ({existing} is not a writable "
+          "directory); pass a directory you can write to.")
     path = checkpoints.config_path(self.workdir)
     if os.path.exists(path):
       previous = checkpoints.read_config(self.workdir)
@@ -118,8 +187,31 @@ class Trainer:
         raise config_lib.ConfigError(
             f"workdir {self.workdir} holds a --mode={previous.run.mode} run; this is "
             f"--mode={self.cfg.run.mode}. Use another --workdir.")
-    if self.is_chief:
+
+  def _check_teacher(self) -> None:
+    """Checks --teacher_dir (exists, is a teacher, same architecture, has a checkpoint)."""
+    tdir = self.cfg.distill.teacher_dir
+    if not os.path.isdir(tdir):
+      raise config_lib.ConfigError(
+          f"--teacher_dir={tdir} does not exist or is not a directory; pass the workdir "
+          "of a --mode=teacher run (or of tools/import_biggan).")
+    tcfg = checkpoints.read_config(tdir)
+    if tcfg.run.mode == "ppcd" and tcfg.distill.use_masks:
+      raise config_lib.ConfigError(
+          f"--teacher_dir={tdir} is a --mode=ppcd run (a pruned student), not a "
+          "teacher; pass the --mode=teacher workdir it was distilled from.")
+    checkpoints.check_same_architecture(self.cfg.model, tcfg.model, f"teacher {tdir}")
+    if not checkpoints.all_checkpoints(checkpoints.checkpoint_dir(tdir)):
+      raise checkpoints.CheckpointError(
+          f"teacher {tdir} holds no checkpoint in {checkpoints.checkpoint_dir(tdir)}; "
+          "train it first (python -m ppcd_tf.train --mode=teacher "
+          f"--workdir={tdir}).")
+
+  def _write_config_once(self) -> None:
+    """Writes config.json (chief only), once per Trainer."""
+    if self.is_chief and not self._config_written:
       checkpoints.write_config(self.workdir, self.cfg)
+    self._config_written = True
 
   def _dummy_inputs(self, batch: int = 2):
     m = self.model_cfg
@@ -185,9 +277,7 @@ class Trainer:
         del reference
 
   def _load_teacher(self) -> None:
-    tdir = self.cfg.distill.teacher_dir
-    tcfg = checkpoints.read_config(tdir)
-    checkpoints.check_same_architecture(self.cfg.model, tcfg.model, f"teacher {tdir}")
+    tdir = self.cfg.distill.teacher_dir  # checked by _check_teacher
     z, y, x = self._dummy_inputs()
     self.teacher_G = build_generator(self.model_cfg, masked=False, name="teacher_generator")
     self.teacher_D = build_discriminator(self.model_cfg)
@@ -229,6 +319,9 @@ class Trainer:
     if self.mask_scores:
       objects["mask_optimizer"] = self.mask_opt
     self.checkpoint = tf.train.Checkpoint(**objects)
+
+  def _make_manager(self) -> None:
+    # After the restore: the manager reads the state file that restoring repaired.
     directory = checkpoints.checkpoint_dir(self.workdir)
     if not self.is_chief:  # workers write to a throwaway directory
       directory = os.path.join(directory, f"worker_tmp_{os.getpid()}")
@@ -237,13 +330,23 @@ class Trainer:
         step_counter=self.step)
 
   def _restore_or_initialise(self) -> None:
-    prefix = checkpoints.restore_latest(self.checkpoint,
-                                        checkpoints.checkpoint_dir(self.workdir))
+    directory = checkpoints.checkpoint_dir(self.workdir)
+    if self.is_chief:  # leftovers of a save that was killed
+      checkpoints.remove_stale_temp_files(directory)
+    skipped: List[str] = []
+    prefix = checkpoints.restore_latest(self.checkpoint, directory, skipped=skipped)
+    if prefix and self.is_chief:
+      checkpoints.forget_unreadable(directory, skipped)
     self.dataset = self._make_dataset(int(self.step.numpy()) * self.cfg.optim.d_steps)
     self.iterator = iter(self.dataset)
     if prefix:
       logging.info("Resumed from %s at step %d", prefix, int(self.step.numpy()))
       self.resumed_from = prefix
+      # Optimisers checkpoint their learning rates; this run's flags win (a frozen
+      # mask optimiser is set to 0 again by `fit`).
+      self.g_opt.learning_rate = self.cfg.optim.g_lr
+      self.d_opt.learning_rate = self.cfg.optim.d_lr
+      self.set_masks_trainable(True)
       return
     self.resumed_from = None
     if self.ppcd and self.cfg.distill.init_from_teacher:
@@ -355,7 +458,8 @@ class Trainer:
     """One D (x d_steps) + G update. Returns the losses as floats."""
     if self._train_step_fn is None:
       self._train_step_fn = self._make_train_step()
-    logs = self._train_step_fn(self.iterator)
+    with data_lib.reraise_as_data_error():  # an unreadable image file -> DataError
+      logs = self._train_step_fn(self.iterator)
     return {k: float(v) for k, v in logs.items()}
 
   def set_masks_trainable(self, trainable: bool) -> None:
@@ -504,7 +608,7 @@ class Trainer:
       if step % cfg.run.sample_every == 0 or last:
         self._write_samples(step)
       if step % cfg.run.save_every == 0 or last:
-        self.manager.save(checkpoint_number=step)
+        self.save(step)
       if cfg.run.eval_every and (step % cfg.run.eval_every == 0 or last):
         result = self.evaluate(step)
         logging.info("step %d: FID %.3f, class accuracy %s", step, result["fid"],
@@ -515,6 +619,12 @@ class Trainer:
     if self.is_chief:
       checkpoints.write_json_atomic(os.path.join(self.workdir, "train_summary.json"), summary)
     return summary
+
+  def save(self, step: int) -> str:
+    """Writes, verifies and publishes checkpoint `step` (config.json first, once)."""
+    self._write_config_once()
+    return checkpoints.save_checkpoint(self.manager, step,
+                                       before_publish=_publish_delay_hook(step))
 
   def _final_summary(self, step: int, logs: Dict[str, float], wall: float) -> Dict:
     cost = self.live_cost()

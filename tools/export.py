@@ -9,12 +9,20 @@ PP-Res generator is slimmed first, so masks never reach the file) or a SavedMode
 dir. Every export is checked against the Keras model on a fixed batch and
 described in a JSON beside it (`<out>.json` for .tflite, `<out>/export.json` for
 a SavedModel). Library: `ppcd_tf.export`.
+
+The output is written under a temporary name and renamed into place only after it
+has been checked, so an interrupted or failed export leaves an earlier one at
+--out intact. Errors a user can fix (bad flags, a missing, truncated or corrupt
+model) print one `error:` line naming the path and exit with status 2.
 """
+
+import os
 
 from absl import app
 from absl import flags
 
 import ppcd_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import tensorflow as tf
 from ppcd_tf import export as export_lib
 from ppcd_tf.cli_errors import friendly_errors
 
@@ -71,8 +79,37 @@ def _validate() -> None:
                                  "--format=tflite.")
   if _FIXED_BATCH.value is not None and _FIXED_BATCH.value < 1:
     raise export_lib.ExportError(f"--fixed_batch={_FIXED_BATCH.value} must be >= 1.")
+  if _QUANTIZE.value == "int8" and _REPRESENTATIVE_BATCHES.value < 1:
+    raise export_lib.ExportError(
+        f"--representative_batches={_REPRESENTATIVE_BATCHES.value} must be >= 1: int8 "
+        "quantisation is calibrated on them.")
   if _SEED.value < 0:
     raise export_lib.ExportError(f"--seed={_SEED.value} must be >= 0.")
+  out = _OUT.value
+  if _FORMAT.value == "tflite" and os.path.isdir(out):
+    raise export_lib.ExportError(f"--out={out} is a directory; give a file path like "
+                                 f"{os.path.join(out, 'generator.tflite')}.")
+  if _FORMAT.value == "saved_model" and os.path.isfile(out):
+    raise export_lib.ExportError(f"--out={out} is a file; --format=saved_model writes a "
+                                 "directory.")
+  if os.path.realpath(out) == os.path.realpath(_MODEL.value):
+    raise export_lib.ExportError(f"--out={out} is the --model being exported; pick "
+                                 "another output path.")
+
+
+def _load(path: str):
+  """`export_lib.load_generator`, with damaged files reported as ExportError."""
+  try:
+    return export_lib.load_generator(path)
+  except (IndexError, tf.errors.OpError) as e:
+    # Damaged files that ppcd_tf.export does not catch (yet): TensorFlow reports a
+    # truncated variables/weights data file as IndexError("Read less bytes than
+    # requested") and a missing one of a slim dir as NotFoundError.
+    text = str(e).strip()
+    raise export_lib.ExportError(
+        f"{path} cannot be loaded: a file in it is missing, truncated or corrupt "
+        f"({text.splitlines()[0][:200] if text else type(e).__name__}); re-export it "
+        "or restore it from a backup.") from e
 
 
 def main(argv):
@@ -80,7 +117,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   with friendly_errors():
     _validate()
-    loaded = export_lib.load_generator(_MODEL.value)
+    loaded = _load(_MODEL.value)
     if _FORMAT.value == "saved_model":
       report = export_lib.export_saved_model(loaded.generator, _OUT.value, seed=_SEED.value)
     else:
