@@ -13,6 +13,7 @@ from ppcd_tf import checkpoints
 from ppcd_tf import config as config_lib
 from ppcd_tf import flops
 from ppcd_tf import train_lib
+from tests import tiny_runs
 
 _WORK = None
 
@@ -174,3 +175,33 @@ class DivergenceTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class EmaRestartTest(absltest.TestCase):
+
+  def test_pruning_events_restart_ema_from_generator(self):
+    trainer = train_lib.Trainer(tiny_runs.ppcd_cfg(
+        os.path.join(tiny_runs.root(), "ema_restart"), tiny_runs.teacher(),
+        optim=dict(ema_decay=0.999, num_steps=4), pruning=dict(end_step=2)))
+    restarts, real_restart = [], trainer.restart_ema
+
+    def spy():
+      restarts.append(int(trainer.step.numpy()))
+      real_restart()
+    trainer.restart_ema = spy
+    pruned_at = []
+    real_maybe_prune = trainer.controller.maybe_prune
+
+    def record(step):
+      event = real_maybe_prune(step)
+      if event is not None and event.channels_pruned:
+        pruned_at.append(step)
+      return event
+    trainer.controller.maybe_prune = record
+    trainer.fit(progress=False)
+    self.assertNotEmpty(pruned_at)
+    self.assertEqual(restarts, pruned_at)  # exactly at the events that removed channels
+    # A restart makes the EMA generator an exact copy of the generator.
+    trainer.restart_ema()
+    for src, dst in trainer._ema_pairs + trainer._copy_pairs:  # pylint: disable=protected-access
+      np.testing.assert_array_equal(dst.numpy(), src.numpy())
