@@ -23,18 +23,22 @@ from absl import app, flags, logging
 
 from ppcd_tf import flags as ppcd_flags
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/demo",
-                               "Demo directory: one sub-directory per stage; a rerun "
-                               "reuses finished stages and resumes interrupted ones.")
-_CONFIG = flags.DEFINE_string("config", "configs/mnist32_quick.cfg",
-                              "Flagfile of the run (the demo preset by default).")
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 2000,
-                                    "Generated images per evaluation.", lower_bound=20)
-_LATENCY_REPEATS = flags.DEFINE_integer("latency_repeats", 30,
-                                        "Timed TFLite calls per model (median).",
-                                        lower_bound=3)
-_CLASSIFIER_EPOCHS = flags.DEFINE_integer("classifier_epochs", 10,
-                                          "Epochs of the metrics classifier.", lower_bound=1)
+
+def _define_flags():
+  """Flags of this tool; defined only when it runs as a program, so tests can
+  import it next to other tools that define the same names."""
+  flags.DEFINE_string("workdir", "runs/demo",
+                      "Demo directory: one sub-directory per stage; a rerun "
+                      "reuses finished stages and resumes interrupted ones.")
+  flags.DEFINE_string("config", "configs/mnist32_quick.cfg",
+                      "Flagfile of the run (the demo preset by default).")
+  flags.DEFINE_integer("num_samples", 2000,
+                      "Generated images per evaluation.", lower_bound=20)
+  flags.DEFINE_integer("latency_repeats", 30,
+                      "Timed TFLite calls per model (median).",
+                      lower_bound=3)
+  flags.DEFINE_integer("classifier_epochs", 10,
+                      "Epochs of the metrics classifier.", lower_bound=1)
 
 STAGES = ("teacher", "classifier", "ppcd", "slim", "export", "samples", "evaluate",
           "report")
@@ -162,10 +166,11 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from ppcd_tf import cli_errors
   with cli_errors.friendly_errors():
-    run_demo(_WORKDIR.value, _CONFIG.value, _NUM_SAMPLES.value, _LATENCY_REPEATS.value,
-             _CLASSIFIER_EPOCHS.value)
+    f = flags.FLAGS
+    run_demo(f.workdir, f.config, f.num_samples, f.latency_repeats, f.classifier_epochs)
 
 
 if __name__ == "__main__":
+  _define_flags()
   logging.set_verbosity(logging.WARNING)
   app.run(main)

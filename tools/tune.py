@@ -34,16 +34,22 @@ from absl import app, flags, logging
 
 from ppcd_tf import flags as ppcd_flags
 
-ppcd_flags.define_flags()
-ppcd_flags.declare_key_flags()
-_EXTRACTOR = flags.DEFINE_string("extractor", None,
-                                 "Feature extractor for the FID objective "
-                                 "(classifier:<dir> or inception:<path>).")
-_MAX_TRIALS = flags.DEFINE_integer("max_trials", 6, "Trials to run.", lower_bound=1)
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1000, "Samples per FID.",
-                                    lower_bound=20)
-_ORACLE = flags.DEFINE_enum("oracle", "random", ["random", "bayesian"],
-                            "keras-tuner oracle proposing the values.")
+
+def _define_flags():
+  """Flags of this tool; defined only when it runs as a program, so tests can
+  import it next to other tools that define the same names."""
+  ppcd_flags.define_flags()
+  ppcd_flags.declare_key_flags()
+  flags.DEFINE_string("extractor", None,
+                      "Feature extractor for the FID objective "
+                      "(classifier:<dir> or inception:<path>).")
+  flags.DEFINE_integer("max_trials", 6, "Trials to run.", lower_bound=1)
+  flags.DEFINE_integer("num_samples", 1000, "Samples per FID.",
+                      lower_bound=20)
+  flags.DEFINE_enum("oracle", "random", ["random", "bayesian"],
+                      "keras-tuner oracle proposing the values.")
+
+
 FLAGS = flags.FLAGS
 
 SEARCH_SPACE = {
@@ -157,16 +163,17 @@ def main(argv):
   from ppcd_tf import cli_errors
   from ppcd_tf.config import ConfigError
   with cli_errors.friendly_errors():
-    if not _EXTRACTOR.value:
+    if not FLAGS.extractor:
       raise ConfigError("--extractor is required (classifier:<dir> from "
                         "python -m ppcd_tf.train_classifier, or inception:<path>).")
     base = ppcd_flags.config_from_flags(FLAGS).replace(run=dict(mode="ppcd"))
-    best = run_search(base, _EXTRACTOR.value, FLAGS.workdir, _MAX_TRIALS.value,
-                      _NUM_SAMPLES.value, _ORACLE.value, FLAGS.seed)
+    best = run_search(base, FLAGS.extractor, FLAGS.workdir, FLAGS.max_trials,
+                      FLAGS.num_samples, FLAGS.oracle, FLAGS.seed)
   print(f"best trial {best['trial_id']}: FID {best['fid']:.3f} with {best['values']}")
   print(f"flagfile: {os.path.join(FLAGS.workdir, 'best.cfg')}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   logging.set_verbosity(logging.WARNING)
   app.run(main)
