@@ -127,10 +127,11 @@ def _architecture_fields(m: config_lib.ModelConfig) -> Dict:
 
 
 def check_same_architecture(expected: config_lib.ModelConfig, found: config_lib.ModelConfig,
-                            what: str) -> None:
-  """Raises ConfigError listing every model field that differs."""
+                            what: str, ignore: Tuple[str, ...] = ()) -> None:
+  """Raises ConfigError listing every model field that differs (except `ignore`)."""
   a, b = _architecture_fields(expected), _architecture_fields(found)
-  diff = [f"{k}: {b[k]!r} in {what} vs {a[k]!r} here" for k in sorted(a) if a[k] != b.get(k)]
+  diff = [f"{k}: {b[k]!r} in {what} vs {a[k]!r} here" for k in sorted(a)
+          if k not in ignore and a[k] != b.get(k)]
   if diff:
     raise config_lib.ConfigError(
         f"the model in {what} does not match this config: " + "; ".join(diff)

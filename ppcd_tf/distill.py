@@ -26,8 +26,9 @@ class DistillationContext:
   """Student outputs for one (z, y) batch plus lazily computed teacher outputs."""
 
   def __init__(self, teacher_generator, teacher_discriminator, z, y,
-               student_images, student_features):
+               student_images, student_features, student_generator=None):
     self.teacher_generator = teacher_generator
+    self.student_generator = student_generator
     self.teacher_discriminator = teacher_discriminator
     self.z, self.y = z, y
     self.student_images = student_images
@@ -52,6 +53,14 @@ class DistillationContext:
         tf.stop_gradient(w) for w in
         self.teacher_generator.class_channel_weights((self.z, self.y))])
 
+  def student_class_weights(self) -> List[tf.Tensor]:
+    """The student's own class weights (for a student narrower than the teacher)."""
+    if self.student_generator is None:
+      raise ValueError("DistillationContext was built without student_generator")
+    return self._get("student_weights", lambda: [
+        tf.stop_gradient(w) for w in
+        self.student_generator.class_channel_weights((self.z, self.y))])
+
 
 @dataclasses.dataclass(frozen=True)
 class DistillationTerm:
@@ -73,10 +82,17 @@ def register_term(name: str, weight_field: str):
 
 @register_term("att", "lambda_att")
 def attention_term(ctx: DistillationContext) -> tf.Tensor:
-  """Class-aware attention maps of every G block, student vs teacher."""
+  """Class-aware attention maps of every G block, student vs teacher.
+
+  A student with the teacher's channels (masked PP-Res) is weighted by the
+  teacher's class weights; a narrower one (distillation without pruning) by its own.
+  """
   _, teacher_features = ctx.teacher_outputs()
-  return losses.attention_distillation_loss(ctx.student_features, teacher_features,
-                                            ctx.teacher_class_weights())
+  same_width = all(s.shape[-1] == t.shape[-1]
+                   for s, t in zip(ctx.student_features, teacher_features))
+  return losses.attention_distillation_loss(
+      ctx.student_features, teacher_features, ctx.teacher_class_weights(),
+      None if same_width else ctx.student_class_weights())
 
 
 @register_term("cam", "lambda_cam")

@@ -18,7 +18,7 @@ Terms (METHOD.md "Objective" and "Class-aware distillation"):
   * cost-weighted L1 sparsity on channel-mask scores.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import tensorflow as tf
 
@@ -106,29 +106,45 @@ def class_aware_attention_map(features: tf.Tensor, class_weights: tf.Tensor) -> 
 
 def attention_distillation_loss(student_features: Sequence[tf.Tensor],
                                 teacher_features: Sequence[tf.Tensor],
-                                class_weights: Sequence[tf.Tensor]) -> tf.Tensor:
+                                class_weights: Sequence[tf.Tensor],
+                                student_class_weights: Optional[Sequence[tf.Tensor]] = None
+                                ) -> tf.Tensor:
   """Mean over blocks of the mean squared difference of class-aware attention maps.
 
-  Both maps use the *teacher's* class weights. A student's pruned channels are
-  zero, so they contribute nothing to the student map, and the loss asks the
-  surviving channels to reproduce the teacher's class-relevant activity.
+  By default both maps use the *teacher's* class weights. A student's pruned
+  channels are zero, so they contribute nothing to the student map, and the loss
+  asks the surviving channels to reproduce the teacher's class-relevant activity.
+  A student narrower than the teacher (distillation without pruning) has other
+  channels, so its map uses its own class weights (`student_class_weights`); the
+  maps are [B, H*W] either way, so only the spatial sizes must match.
 
   Args:
-    student_features: list of [B, H, W, C] student block outputs.
-    teacher_features: list of the teacher's, same shapes.
-    class_weights: list of [B, C] teacher class weights.
+    student_features: list of [B, H, W, C_s] student block outputs.
+    teacher_features: list of the teacher's [B, H, W, C_t].
+    class_weights: list of [B, C_t] teacher class weights.
+    student_class_weights: list of [B, C_s] student class weights, or None to
+      use the teacher's (then C_s must equal C_t).
   Returns:
     Scalar float32.
   """
-  if not (len(student_features) == len(teacher_features) == len(class_weights)):
+  if student_class_weights is None:
+    student_class_weights = class_weights
+  if not (len(student_features) == len(teacher_features) == len(class_weights)
+          == len(student_class_weights)):
     raise ValueError(f"got {len(student_features)} student, {len(teacher_features)} "
-                     f"teacher feature maps and {len(class_weights)} weight sets")
+                     f"teacher feature maps and {len(class_weights)} / "
+                     f"{len(student_class_weights)} weight sets")
   if not student_features:
     raise ValueError("attention_distillation_loss needs at least one feature map")
   terms = []
-  for i, (s, t, w) in enumerate(zip(student_features, teacher_features, class_weights)):
-    _check_same_shape(f"student_features[{i}]", s, f"teacher_features[{i}]", t)
-    a_s = class_aware_attention_map(s, w)
+  for i, (s, t, w, w_s) in enumerate(zip(student_features, teacher_features, class_weights,
+                                         student_class_weights)):
+    s_shape, t_shape = tf.convert_to_tensor(s).shape, tf.convert_to_tensor(t).shape
+    if s_shape[:-1].is_fully_defined() and t_shape[:-1].is_fully_defined() and (
+        s_shape[:-1] != t_shape[:-1]):
+      raise ValueError(f"student_features[{i}] {s_shape} and teacher_features[{i}] "
+                       f"{t_shape} must have the same batch and spatial sizes")
+    a_s = class_aware_attention_map(s, tf.stop_gradient(w_s))
     a_t = class_aware_attention_map(tf.stop_gradient(t), tf.stop_gradient(w))
     terms.append(tf.reduce_mean(tf.square(a_s - a_t)))
   return tf.add_n(terms) / float(len(terms))

@@ -200,7 +200,13 @@ class Trainer:
       raise config_lib.ConfigError(
           f"--teacher_dir={tdir} is a --mode=ppcd run (a pruned student), not a "
           "teacher; pass the --mode=teacher workdir it was distilled from.")
-    checkpoints.check_same_architecture(self.cfg.model, tcfg.model, f"teacher {tdir}")
+    # A student that does not start from the teacher may be narrower (distillation
+    # without pruning: --nouse_masks --noinit_from_teacher --g_channels=...).
+    narrower_ok = not self.cfg.distill.init_from_teacher and not self.masked
+    checkpoints.check_same_architecture(
+        self.cfg.model, tcfg.model, f"teacher {tdir}",
+        ignore=("g_channels",) if narrower_ok else ())
+    self.teacher_model_cfg = tcfg.model.resolved()
     if not checkpoints.all_checkpoints(checkpoints.checkpoint_dir(tdir)):
       raise checkpoints.CheckpointError(
           f"teacher {tdir} holds no checkpoint in {checkpoints.checkpoint_dir(tdir)}; "
@@ -279,8 +285,9 @@ class Trainer:
   def _load_teacher(self) -> None:
     tdir = self.cfg.distill.teacher_dir  # checked by _check_teacher
     z, y, x = self._dummy_inputs()
-    self.teacher_G = build_generator(self.model_cfg, masked=False, name="teacher_generator")
-    self.teacher_D = build_discriminator(self.model_cfg)
+    self.teacher_G = build_generator(self.teacher_model_cfg, masked=False,
+                                     name="teacher_generator")
+    self.teacher_D = build_discriminator(self.teacher_model_cfg)
     self.teacher_G((z, y), training=False)
     self.teacher_D((x, y), training=False)
     self.teacher_prefix, self.teacher_step = checkpoints.restore_objects_from_workdir(
@@ -407,7 +414,7 @@ class Trainer:
       logs["g_adv"] = g_adv
       if self.terms:
         ctx = distill.DistillationContext(self.teacher_G, self.teacher_D, z, y, fake,
-                                          features)
+                                          features, student_generator=self.G)
         for name, weight in self.terms.items():
           value = distill.DISTILLATION_TERMS[name].fn(ctx)
           logs[f"distill_{name}"] = value

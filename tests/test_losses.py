@@ -54,11 +54,33 @@ class AttentionTest(absltest.TestCase):
     self.assertAlmostEqual(got, ref, places=6)
     self.assertAlmostEqual(float(losses.attention_distillation_loss(s, s, w)), 0.0, places=7)
 
+  def test_narrower_student_uses_its_own_weights(self):
+    # Distillation without pruning: the student has 2 channels where the teacher has 3.
+    rng = np.random.default_rng(1)
+    s = [rng.normal(size=(2, 4, 4, 2)).astype(np.float32)]
+    t = [rng.normal(size=(2, 4, 4, 3)).astype(np.float32)]
+    w_t = [np.abs(rng.normal(size=(2, 3))).astype(np.float32)]
+    w_s = [np.abs(rng.normal(size=(2, 2))).astype(np.float32)]
+    ref = np.mean((_np_norm_map((w_s[0][:, None, None] * s[0] ** 2).sum(-1))
+                   - _np_norm_map((w_t[0][:, None, None] * t[0] ** 2).sum(-1))) ** 2)
+    got = float(losses.attention_distillation_loss(s, t, w_t, student_class_weights=w_s))
+    self.assertAlmostEqual(got, ref, places=6)
+    # The student's weights are constants: only its features get a gradient.
+    sv, wv = tf.Variable(s[0]), tf.Variable(w_s[0])
+    with tf.GradientTape() as tape:
+      loss = losses.attention_distillation_loss([sv], t, w_t, student_class_weights=[wv])
+    g_s, g_w = tape.gradient(loss, [sv, wv])
+    self.assertGreater(float(tf.reduce_max(tf.abs(g_s))), 0.0)
+    self.assertIsNone(g_w)
+
   def test_shape_errors(self):
     with self.assertRaisesRegex(ValueError, "channels"):
       losses.class_aware_attention_map(tf.zeros([1, 2, 2, 3]), tf.zeros([1, 4]))
-    with self.assertRaisesRegex(ValueError, "same shape"):
+    with self.assertRaisesRegex(ValueError, "spatial sizes"):
       losses.attention_distillation_loss([tf.zeros([1, 2, 2, 3])], [tf.zeros([1, 4, 4, 3])],
+                                         [tf.ones([1, 3])])
+    with self.assertRaisesRegex(ValueError, "channels"):  # narrower student, no own weights
+      losses.attention_distillation_loss([tf.zeros([1, 2, 2, 2])], [tf.zeros([1, 2, 2, 3])],
                                          [tf.ones([1, 3])])
     with self.assertRaisesRegex(ValueError, "student"):
       losses.attention_distillation_loss([tf.zeros([1, 2, 2, 3])], [], [])
