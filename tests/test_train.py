@@ -124,6 +124,26 @@ class PpcdTest(absltest.TestCase):
     with self.assertRaisesRegex(config_lib.ConfigError, "g_ch: 4 in teacher .* vs 8 here"):
       train_lib.Trainer(cfg)
 
+  def test_distillation_without_pruning_narrower_student(self):
+    """--nouse_masks --noinit_from_teacher --g_channels: a slim student distilled from scratch."""
+    wd = os.path.join(_workroot(), "distill_slim")
+    narrow = dict(g_channels=(8, 6, 8, 6, 8, 6, 8))
+    cfg = _ppcd_cfg(wd, model=narrow, optim=dict(num_steps=3),
+                    pruning=dict(begin_step=0, end_step=1),
+                    distill=dict(use_masks=False, init_from_teacher=False))
+    trainer = train_lib.Trainer(cfg)
+    self.assertEqual(trainer.G.masks, [])
+    self.assertLess(flops.live_params(trainer.G), flops.live_params(trainer.teacher_G) / 2)
+    summary = trainer.fit(progress=False)
+    self.assertEqual(summary["step"], 3)
+    for term in ("distill_att", "distill_cam", "distill_pix"):
+      self.assertTrue(np.isfinite(summary["losses"][term]), term)
+      self.assertGreater(summary["losses"][term], 0.0, term)
+    # Starting from the teacher, or pruning it, needs the teacher's widths.
+    for distill in (dict(use_masks=False), dict(init_from_teacher=False)):
+      with self.assertRaisesRegex(config_lib.ConfigError, "g_channels"):
+        train_lib.Trainer(_ppcd_cfg(wd + "_bad", model=narrow, distill=distill))
+
   def test_active_terms(self):
     from ppcd_tf import distill
     self.assertEqual(distill.active_terms(config_lib.DistillConfig()),

@@ -38,26 +38,29 @@ from typing import Callable, Dict, List, Optional
 
 from absl import app, flags, logging
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/experiment", "Root of every run's workdir.")
-_CONFIG = flags.DEFINE_string("config", "configs/mnist32.cfg", "Base flagfile of all runs.")
-_RESULTS = flags.DEFINE_string("results", "docs/results",
-                               "Where the small result files go (committed).")
-_ONLY = flags.DEFINE_list("only", [], "Run only these runs (and what they need).")
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 5000, "Samples per evaluation.",
-                                    lower_bound=20)
-_LATENCY_REPEATS = flags.DEFINE_integer("latency_repeats", 50,
-                                        "Timed batch-1 TFLite calls (median).", lower_bound=3)
-_CLASSIFIER_EPOCHS = flags.DEFINE_integer("classifier_epochs", 10,
-                                          "Epochs of the metrics classifier.", lower_bound=1)
-_REPORT_ONLY = flags.DEFINE_bool("report_only", False,
-                                  "Only rebuild the table, plot and RESULTS.md from the "
-                                  "result files already in --results (runs nothing).")
-_RESULTS_MD = flags.DEFINE_string("results_md", "docs/RESULTS.md",
-                                  "The results document written from the result files.")
-_STUDENT_STEPS = flags.DEFINE_integer(
-    "student_steps", 0, "Training steps of every student run (PPCD variants, magnitude); "
-    "the pruning schedule is scaled to it (begin 5%, end 60%, 20 events). The scratch "
-    "baseline gets teacher + student steps. 0 = the flagfile's --num_steps.", lower_bound=0)
+def _define_flags():
+  """Flags of this tool; defined only when it runs as a program, so tests can
+  import it next to other tools that define the same names."""
+  flags.DEFINE_string("workdir", "runs/experiment", "Root of every run's workdir.")
+  flags.DEFINE_string("config", "configs/mnist32.cfg", "Base flagfile of all runs.")
+  flags.DEFINE_string("results", "docs/results", "Where the small result files go (committed).")
+  flags.DEFINE_list("only", [], "Run only these runs (and what they need).")
+  flags.DEFINE_integer("num_samples", 5000, "Samples per evaluation.", lower_bound=20)
+  flags.DEFINE_integer("latency_repeats", 50, "Timed batch-1 TFLite calls (median).",
+                       lower_bound=3)
+  flags.DEFINE_integer("classifier_epochs", 10, "Epochs of the metrics classifier.",
+                       lower_bound=1)
+  flags.DEFINE_bool("report_only", False,
+                    "Only rebuild the table, plot and RESULTS.md from the result files "
+                    "already in --results (runs nothing).")
+  flags.DEFINE_string("results_md", "docs/RESULTS.md",
+                      "The results document written from the result files.")
+  flags.DEFINE_integer(
+      "student_steps", 0, "Training steps of every student run (PPCD variants, magnitude); "
+      "the pruning schedule is scaled to it (begin 5%, end 60%, 20 events). The two "
+      "slim-architecture-from-scratch baselines get teacher + student steps. 0 = the "
+      "flagfile's --num_steps.", lower_bound=0)
+
 
 TARGETS = (0.5, 0.7, 0.81, 0.9)
 MAIN_TARGET = 0.81
@@ -388,20 +391,21 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from ppcd_tf import cli_errors
+  f = flags.FLAGS
   with cli_errors.friendly_errors():
-    exp = Experiment(_WORKDIR.value, _CONFIG.value, _RESULTS.value, _NUM_SAMPLES.value,
-                     _LATENCY_REPEATS.value, _CLASSIFIER_EPOCHS.value, _STUDENT_STEPS.value)
-    if not _REPORT_ONLY.value:
-      exp.run(_ONLY.value or None)
-    command = (f"python -m tools.experiment --workdir={_WORKDIR.value} "
-               f"--config={_CONFIG.value} --student_steps={_STUDENT_STEPS.value} "
-               f"--num_samples={_NUM_SAMPLES.value}")
-    exp.write_results_md(_RESULTS_MD.value, command)
-    results = json.load(open(os.path.join(_RESULTS.value, "results.json")))
-  print(open(os.path.join(_RESULTS.value, "RESULTS_table.md")).read())
-  print(f"{len(results)} runs; results in {_RESULTS.value}")
+    exp = Experiment(f.workdir, f.config, f.results, f.num_samples, f.latency_repeats,
+                     f.classifier_epochs, f.student_steps)
+    if not f.report_only:
+      exp.run(f.only or None)
+    command = (f"python -m tools.experiment --workdir={f.workdir} --config={f.config} "
+               f"--student_steps={f.student_steps} --num_samples={f.num_samples}")
+    exp.write_results_md(f.results_md, command)
+    results = json.load(open(os.path.join(f.results, "results.json")))
+  print(open(os.path.join(f.results, "RESULTS_table.md")).read())
+  print(f"{len(results)} runs; results in {f.results}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   logging.set_verbosity(logging.WARNING)
   app.run(main)

@@ -1,0 +1,159 @@
+"""tools/experiment.py: every run's config, the goal verdict, one tiny run end to end."""
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+from absl.testing import absltest
+
+from tests import tiny_runs
+from tools import experiment
+
+_SLIM = {"stem": 5, "mid": [7, 6, 5], "out": [5, 4, 16]}
+
+
+def _experiment(root, results, student_steps=10):
+  return experiment.Experiment(root, "configs/tiny_test.cfg", results, num_samples=20,
+                               latency_repeats=3, classifier_epochs=1,
+                               student_steps=student_steps)
+
+
+def _fake_slim_report(root):
+  path = os.path.join(root, "ppcd_t81", "slim", "slim_report.json")
+  os.makedirs(os.path.dirname(path))
+  with open(path, "w") as f:
+    json.dump({"slim_channels": _SLIM}, f)
+
+
+def _result(name, fid, params=1000, label=None):
+  """A result file as Experiment.finish writes it (only the fields the report reads)."""
+  return dict(name=name, label=label or name, kind=experiment.RUNS[name].kind,
+              target=experiment.RUNS[name].target, params=params, macs=10 * params,
+              fid=fid, kid_mean=1.0, kid_std=0.1, intra_fid=fid + 1, is_mean=5.0,
+              class_accuracy=0.9, num_samples=20, seed=0, tflite_fp32_kib=4.0,
+              tflite_latency_ms=0.2, train_steps=10, train_wall_seconds=1.0)
+
+
+class ConfigTest(absltest.TestCase):
+
+  def test_every_run_config(self):
+    root = tempfile.mkdtemp()
+    exp = _experiment(root, os.path.join(root, "results"))
+    _fake_slim_report(root)
+    slim_channels = (5, 7, 6, 5, 5, 4, 16)
+    base_steps = exp.base.optim.num_steps
+    for name, run in experiment.RUNS.items():
+      cfg = exp.config_for(run)
+      self.assertEqual(cfg.run.workdir, os.path.join(root, name), name)
+      d = cfg.distill
+      if run.kind == "teacher":
+        self.assertEqual(cfg.run.mode, "teacher")
+        self.assertEqual(cfg.model.g_channels, ())
+      elif run.kind == "scratch":
+        self.assertEqual(cfg.run.mode, "teacher")  # no teacher involved
+        self.assertEqual(cfg.model.g_channels, slim_channels)
+        self.assertEqual(cfg.optim.num_steps, base_steps + 10)
+      elif run.kind == "distill_slim":
+        self.assertEqual(cfg.run.mode, "ppcd")
+        self.assertEqual(cfg.model.g_channels, slim_channels)
+        self.assertEqual(cfg.optim.num_steps, base_steps + 10)
+        self.assertFalse(d.use_masks)
+        self.assertFalse(d.init_from_teacher)
+        self.assertEqual(d.teacher_dir, os.path.join(root, "teacher"))
+        self.assertTrue(d.lambda_att > 0 and d.lambda_cam > 0 and d.lambda_pix > 0)
+      else:  # ppcd variants and magnitude: students of the teacher
+        self.assertEqual(cfg.run.mode, "ppcd")
+        self.assertEqual(cfg.optim.num_steps, 10)
+        self.assertTrue(d.init_from_teacher)
+        self.assertEqual(cfg.pruning.target_fraction, run.target)
+        self.assertLess(cfg.pruning.end_step, 10)
+        if run.kind == "magnitude":
+          self.assertFalse(d.use_masks)
+          self.assertEqual((d.lambda_att, d.lambda_cam, d.lambda_pix), (0, 0, 0))
+          continue
+        self.assertTrue(d.use_masks)
+        self.assertAlmostEqual(cfg.pruning.min_channel_fraction, 1 - run.target)
+        off = {"no_att": "lambda_att", "no_cam": "lambda_cam", "no_pix": "lambda_pix",
+               "no_distill": ("lambda_att", "lambda_cam", "lambda_pix")}.get(name, ())
+        for field in ("lambda_att", "lambda_cam", "lambda_pix"):
+          self.assertEqual(getattr(d, field) == 0, field in off, f"{name} {field}")
+
+  def test_registry_order_and_dependencies(self):
+    names = list(experiment.RUNS)
+    self.assertEqual(names[:2], ["teacher", "ppcd_t81"])  # the main comparison first
+    for name, run in experiment.RUNS.items():
+      for need in run.needs:
+        self.assertLess(names.index(need), names.index(name), name)
+    for b in experiment.BASELINES:
+      self.assertIn(b, experiment.RUNS)
+    with self.assertRaisesRegex(Exception, "not a run"):
+      _experiment(tempfile.mkdtemp(), tempfile.mkdtemp())._closure(["nope"])
+
+
+class ReportTest(absltest.TestCase):
+
+  def _report(self, results):
+    root = tempfile.mkdtemp()
+    res = os.path.join(root, "results")
+    exp = _experiment(root, res)
+    for r in results:
+      with open(os.path.join(res, r["name"] + ".json"), "w") as f:
+        json.dump(r, f)
+    md = os.path.join(root, "RESULTS.md")
+    exp.write_results_md(md, "python -m tools.experiment --the-command")
+    with open(md) as f:
+      return f.read(), res
+
+  def test_goal_met_only_within_10_percent_and_better_than_every_baseline(self):
+    teacher = _result("teacher", 20.0, params=10000)
+    baselines = [_result(b, 30.0) for b in experiment.BASELINES]
+    text, res = self._report([teacher, _result("ppcd_t81", 21.9, params=1900)] + baselines)
+    self.assertIn("**met**", text)
+    self.assertIn("81.0% fewer", text)
+    self.assertIn("--the-command", text)
+    self.assertTrue(os.path.exists(os.path.join(res, "fid_vs_params.png")))
+    # 22.1 > 1.1 * 20: not within 10%.
+    text, _ = self._report([teacher, _result("ppcd_t81", 22.1, params=1900)] + baselines)
+    self.assertIn("**not met**", text)
+    self.assertIn("not within", text)
+    # Within 10% but one baseline is better.
+    worse = [_result(b, 15.0 if b == "scratch" else 30.0) for b in experiment.BASELINES]
+    text, _ = self._report([teacher, _result("ppcd_t81", 21.0, params=1900)] + worse)
+    self.assertIn("**not met**", text)
+    self.assertIn(f"beats {len(worse) - 1} of the {len(worse)}", text)
+    # Baselines missing: undecided, and the pending runs are listed.
+    text, _ = self._report([teacher, _result("ppcd_t81", 21.0, params=1900)])
+    self.assertIn("**not decided yet**", text)
+    self.assertIn("Not yet run", text)
+    self.assertIn(experiment.RUNS["magnitude"].label, text)
+
+
+class EndToEndTest(absltest.TestCase):
+
+  @pytest.mark.slow
+  def test_tiny_ppcd_run_writes_its_results(self):
+    root = tempfile.mkdtemp()
+    res = os.path.join(root, "results")
+    shutil.copytree(tiny_runs.classifier(), os.path.join(root, "classifier"))
+    exp = _experiment(root, res, student_steps=6)
+    results = exp.run(["ppcd_t81"])
+    by = {r["name"]: r for r in results}
+    self.assertEqual(set(by), {"teacher", "ppcd_t81"})
+    main, teacher = by["ppcd_t81"], by["teacher"]
+    self.assertLessEqual(main["params"], 0.19 * teacher["params"] + 1)
+    self.assertEqual(main["params"], main["slim_report"]["params_after"])
+    self.assertLess(main["slim_report"]["max_abs_diff"], 1e-4)  # slim == masked
+    for r in results:
+      for key in ("fid", "kid_mean", "intra_fid", "class_accuracy", "tflite_latency_ms"):
+        self.assertTrue(np.isfinite(r[key]), (r["name"], key))
+      self.assertTrue(os.path.exists(os.path.join(res, "grids", r["name"] + ".png")))
+    # A second call reuses the finished runs instead of training again.
+    mtime = os.path.getmtime(os.path.join(res, "ppcd_t81.json"))
+    exp.run(["ppcd_t81"])
+    self.assertEqual(os.path.getmtime(os.path.join(res, "ppcd_t81.json")), mtime)
+
+
+if __name__ == "__main__":
+  absltest.main()
