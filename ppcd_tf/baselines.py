@@ -140,16 +140,13 @@ class MagnitudePruningTrainer(Trainer):
       w.pruning_step.assign(1)
     # The wrapped generators list extra (mask, threshold, step) variables: pair them
     # again; masks and steps are copied to the EMA generator, kernels averaged.
-    self._ema_pairs, self._copy_pairs = [], []
-    for src, dst in zip(self.G.variables, self.G_ema.variables):
-      state = any(k in src.name for k in ("mask", "threshold", "pruning_step"))
-      (self._copy_pairs if state or not src.dtype.is_floating
-       else self._ema_pairs).append((src, dst))
+    self._pair_ema_variables()
 
-  def _restore_or_initialise(self) -> None:
-    prefix = self.restore_or_none()
-    if prefix is not None:
-      return
+  def _is_copied_state(self, variable) -> bool:
+    return super()._is_copied_state(variable) or any(
+        k in variable.name for k in ("mask", "threshold", "pruning_step"))
+
+  def _initialise(self) -> None:
     # Fresh run: G and G_ema from the teacher's EMA generator, D from the teacher's D.
     # The wrapped generators' inner variables are the pre-wrap ones, in build order.
     for name in ("G", "G_ema"):
@@ -157,15 +154,6 @@ class MagnitudePruningTrainer(Trainer):
         dst.assign(src)
     for dst, src in zip(self.D.variables, self.teacher_D.variables):
       dst.assign(src)
-
-  def restore_or_none(self):
-    from ppcd_tf import checkpoints
-    prefix = checkpoints.restore_latest(self.checkpoint,
-                                        checkpoints.checkpoint_dir(self.workdir))
-    self.dataset = self._make_dataset(int(self.step.numpy()) * self.cfg.optim.d_steps)
-    self.iterator = iter(self.dataset)
-    self.resumed_from = prefix
-    return prefix
 
   def sample_grid(self, per_class: int = 8) -> np.ndarray:
     """As `Trainer.sample_grid`, but calls the wrapped EMA generator in replica

@@ -78,13 +78,17 @@ def evaluate_workdir(workdir: str, model: str, extractor_name: str, num_samples:
                      seed: int = 0, truncation: float = 0.0,
                      stats_dir: str = "runs/reference_stats",
                      out_dir: Optional[str] = None, grid_per_class: int = 8,
-                     step: Optional[int] = None) -> Dict[str, Any]:
-  """Evaluates one generator of a workdir; writes metrics.json, classes.png, TB."""
+                     step: Optional[int] = None, loaded: Optional[tuple] = None
+                     ) -> Dict[str, Any]:
+  """Evaluates one generator of a workdir; writes metrics.json, classes.png, TB.
+
+  `loaded` is `load_for_eval(workdir, model)` when the caller has already loaded it.
+  """
   import tensorflow as tf
 
   from ppcd_tf import checkpoints, evaluation, features, flops
 
-  generator, cfg, what = load_for_eval(workdir, model)
+  generator, cfg, what = loaded or load_for_eval(workdir, model)
   out_dir = out_dir or os.path.join(workdir, "eval", model)
   extractor = features.get_extractor(extractor_name)
   ref = evaluation.reference_stats(extractor, cfg.data, cfg.model, cache_dir=stats_dir)
@@ -119,7 +123,7 @@ def evaluate_workdir(workdir: str, model: str, extractor_name: str, num_samples:
   return result
 
 
-# Below this, resampling |z| > t (evaluation.sample_z) needs thousands of rounds.
+# Below this, truncated latents are nearly all zero (every sample alike): a typo.
 MIN_TRUNCATION = 0.02
 
 

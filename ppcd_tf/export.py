@@ -79,7 +79,6 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
-from scipy import special
 
 from ppcd_tf import checkpoints
 from ppcd_tf import flops
@@ -992,20 +991,11 @@ def check_sampling_args(n: int, seed: int, truncation: float) -> None:
 
 def truncated_normal(shape: Sequence[int], truncation: float,
                      rng: np.random.Generator) -> np.ndarray:
-  """N(0, 1) samples conditioned on |z| <= truncation (the truncation trick).
-
-  This is the distribution of "draw N(0, 1), resample every entry with
-  |z| > truncation until none is left"; it is drawn in one step by the inverse
-  CDF, so tiny truncations cost the same as large ones. `truncation` must be
-  > 0; values >= ~6 are indistinguishable from no truncation.
-  """
+  """`evaluation.truncated_normal` after checking `truncation` (>= 0, finite;
+  0 = none; values >= ~6 are indistinguishable from no truncation)."""
+  from ppcd_tf import evaluation
   _check_truncation(truncation)
-  if truncation == 0:  # no truncation (the same convention as --truncation in training)
-    return rng.standard_normal(size=tuple(shape)).astype(np.float32)
-  lo = special.ndtr(-float(truncation))
-  u = rng.uniform(lo, 1.0 - lo, size=tuple(shape))
-  z = special.ndtri(u)
-  return np.clip(z, -truncation, truncation).astype(np.float32)
+  return evaluation.truncated_normal(shape, truncation, rng)
 
 
 def sample_class_grid(runner: GeneratorRunner, class_ids: Sequence[int], n: int,

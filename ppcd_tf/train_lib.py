@@ -259,18 +259,7 @@ class Trainer:
     self.mask_costs = tf.Variable(tf.zeros([max(1, len(mask_scores))]), trainable=False,
                                   name="mask_costs",
                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    # EMA pairs: masks are copied (they are binary state), everything else averaged.
-    mask_refs = set()
-    for _, mk in self.G.masks:
-      mask_refs |= {mk.score.ref(), mk.alive.ref()}
-    if len(self.G.variables) != len(self.G_ema.variables):
-      raise RuntimeError("generator and EMA generator have different variable lists")
-    self._ema_pairs, self._copy_pairs = [], []
-    for src, dst in zip(self.G.variables, self.G_ema.variables):
-      if src.shape != dst.shape:
-        raise RuntimeError(f"EMA variable {dst.name} {dst.shape} != {src.name} {src.shape}")
-      (self._copy_pairs if src.ref() in mask_refs or not src.dtype.is_floating
-       else self._ema_pairs).append((src, dst))
+    self._pair_ema_variables()
     # Full (unpruned) cost, the reference for the pruning budget.
     self.cost_metric = "macs" if cfg.pruning.budget_macs else "params"
     if self.masked:
@@ -281,6 +270,23 @@ class Trainer:
                         else flops.live_macs(reference))
       if not self.needs_teacher:
         del reference
+
+  def _is_copied_state(self, variable) -> bool:
+    """True for generator variables the EMA copies instead of averaging: mask
+    state (binary) and anything not floating point."""
+    if not variable.dtype.is_floating:
+      return True
+    return any(variable is mk.score or variable is mk.alive for _, mk in self.G.masks)
+
+  def _pair_ema_variables(self) -> None:
+    """(G variable, EMA variable) pairs: `_ema_pairs` averaged, `_copy_pairs` copied."""
+    if len(self.G.variables) != len(self.G_ema.variables):
+      raise RuntimeError("generator and EMA generator have different variable lists")
+    self._ema_pairs, self._copy_pairs = [], []
+    for src, dst in zip(self.G.variables, self.G_ema.variables):
+      if src.shape != dst.shape:
+        raise RuntimeError(f"EMA variable {dst.name} {dst.shape} != {src.name} {src.shape}")
+      (self._copy_pairs if self._is_copied_state(src) else self._ema_pairs).append((src, dst))
 
   def _load_teacher(self) -> None:
     tdir = self.cfg.distill.teacher_dir  # checked by _check_teacher
@@ -337,6 +343,13 @@ class Trainer:
         step_counter=self.step)
 
   def _restore_or_initialise(self) -> None:
+    if self._restore_latest() is not None:
+      return
+    self._initialise()
+
+  def _restore_latest(self) -> Optional[str]:
+    """Restores the latest readable checkpoint (if any) and positions the data
+    stream after the batches it consumed. Returns the prefix or None."""
     directory = checkpoints.checkpoint_dir(self.workdir)
     if self.is_chief:  # leftovers of a save that was killed
       checkpoints.remove_stale_temp_files(directory)
@@ -354,8 +367,12 @@ class Trainer:
       self.g_opt.learning_rate = self.cfg.optim.g_lr
       self.d_opt.learning_rate = self.cfg.optim.d_lr
       self.set_masks_trainable(True)
-      return
+      return prefix
     self.resumed_from = None
+    return None
+
+  def _initialise(self) -> None:
+    """A fresh run's starting weights (the teacher's for a PPCD student)."""
     if self.ppcd and self.cfg.distill.init_from_teacher:
       # The student starts as the teacher's EMA generator with all masks open, D as
       # the teacher's D. Checkpoint paths of masked and unmasked generators match.
@@ -589,7 +606,8 @@ class Trainer:
     total = cfg.optim.num_steps
     stop = total if until_step is None else min(int(until_step), total)
     step = int(self.step.numpy())
-    bar = tf_keras.utils.Progbar(total, stateful_metrics=None, interval=2.0,
+    # Losses show their running mean; live_params is a state, shown as it is now.
+    bar = tf_keras.utils.Progbar(total, stateful_metrics=["live_params"], interval=2.0,
                                  unit_name="step") if progress and self.is_chief else None
     if bar is not None and step:
       bar.update(step)

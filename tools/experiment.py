@@ -218,9 +218,11 @@ class Experiment:
       model = "slim"
     elif run.kind == "magnitude":
       model = "slim"
+    loaded = evaluate.load_for_eval(wd, model)
+    generator = loaded[0]
     ev = evaluate.evaluate_workdir(wd, model, self.extractor, self.num_samples,
-                                   stats_dir=os.path.join(self.root, "reference_stats"))
-    generator, _, _ = evaluate.load_for_eval(wd, model)
+                                   stats_dir=os.path.join(self.root, "reference_stats"),
+                                   loaded=loaded)
     tflite = os.path.join(wd, "export", "g_fp32.tflite")
     exp = export.export_tflite(generator, tflite)
     params = flops.count_generator(generator).total_params
