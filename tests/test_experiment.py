@@ -149,6 +149,7 @@ class EndToEndTest(absltest.TestCase):
       for key in ("fid", "kid_mean", "intra_fid", "class_accuracy", "tflite_latency_ms"):
         self.assertTrue(np.isfinite(r[key]), (r["name"], key))
       self.assertTrue(os.path.exists(os.path.join(res, "grids", r["name"] + ".png")))
+    self.assertTrue(os.path.exists(os.path.join(res, "grids_side_by_side.png")))
     # A second call reuses the finished runs instead of training again.
     mtime = os.path.getmtime(os.path.join(res, "ppcd_t81.json"))
     exp.run(["ppcd_t81"])

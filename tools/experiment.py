@@ -25,6 +25,12 @@ classifier's features), exported to TFLite fp32 and timed at batch 1 (LiteRT,
 median of `--latency_repeats`). The small results are written to `--results`
 (one JSON per run, `results.json`, sample grids, `fid_vs_params.png`,
 `RESULTS_table.md`) as each run finishes, so they can be committed as they come.
+
+On a machine with cores to spare, two processes can share one root when their
+`--only` lists are disjoint and the runs they depend on have finished, e.g.
+`--only=magnitude,no_distill,scratch,distill_slim` next to
+`--only=no_att,no_cam,no_pix,ppcd_t50,ppcd_t70,ppcd_t90`; finish with
+`--report_only`.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ def _define_flags():
 
 TARGETS = (0.5, 0.7, 0.81, 0.9)
 MAIN_TARGET = 0.81
+MAIN_RUN = f"ppcd_t{int(round(MAIN_TARGET * 100))}"
 # The runs PPCD at MAIN_TARGET must beat (the goal in docs/RESULTS.md).
 BASELINES = ("magnitude", "no_distill", "scratch", "distill_slim")
 
@@ -91,10 +98,10 @@ def _registry() -> List[Run]:
       Run("no_distill", "ppcd", "PP-Res pruning, no distillation", needs=("teacher",),
           distill=dict(lambda_att=0.0, lambda_cam=0.0, lambda_pix=0.0)),
       Run("scratch", "scratch", "PPCD's slim architecture from scratch",
-          needs=("ppcd_t81",)),
+          needs=(MAIN_RUN,)),
       Run("distill_slim", "distill_slim",
           "Distillation without pruning (PPCD's slim architecture)",
-          needs=("ppcd_t81",)),
+          needs=(MAIN_RUN,)),
       Run("no_att", "ppcd", "PPCD without attention term", needs=("teacher",),
           distill=dict(lambda_att=0.0)),
       Run("no_cam", "ppcd", "PPCD without CAM term", needs=("teacher",),
@@ -105,6 +112,20 @@ def _registry() -> List[Run]:
 
 
 RUNS = {r.name: r for r in _registry()}
+
+
+def _write_text(path: str, text: str) -> None:
+  with open(path, "w") as f:
+    f.write(text)
+
+
+def _write_atomically(path: str, write: Callable[[str], None]) -> None:
+  """`write(tmp)` then rename onto `path`: readers (and a second experiment process
+  on other runs of the same root) never see a half-written file."""
+  root, ext = os.path.splitext(path)
+  tmp = f"{root}.tmp-{os.getpid()}{ext}"
+  write(tmp)
+  os.replace(tmp, path)
 
 
 class Experiment:
@@ -163,7 +184,7 @@ class Experiment:
       return self.base.replace(run=dict(workdir=wd, mode="teacher"))
     if run.kind in ("scratch", "distill_slim"):
       # PPCD's slim architecture, trained as long as teacher + student together.
-      slim_arch = dict(model=dict(g_channels=self.slim_channels("ppcd_t81")),
+      slim_arch = dict(model=dict(g_channels=self.slim_channels(MAIN_RUN)),
                        optim=dict(num_steps=self.base.optim.num_steps + self.student_steps))
       if run.kind == "scratch":
         return self.base.replace(run=dict(workdir=wd, mode="teacher"), **slim_arch)
@@ -291,10 +312,34 @@ class Experiment:
           f"{r['kid_mean']:.3f} ± {r['kid_std']:.3f} | "
           f"{r['intra_fid']:.2f} | {r['class_accuracy']:.3f} | "
           f"{r['tflite_latency_ms']:.2f} |")
-    with open(os.path.join(self.results_dir, "RESULTS_table.md"), "w") as f:
-      f.write("\n".join(lines) + "\n")
+    _write_atomically(os.path.join(self.results_dir, "RESULTS_table.md"),
+                      lambda tmp: _write_text(tmp, "\n".join(lines) + "\n"))
     self._plot(results)
+    self._side_by_side(results)
     return results
+
+  def _side_by_side(self, results: List[Dict]) -> None:
+    """grids_side_by_side.png: the teacher, PPCD at the main target and the baselines."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+    order = ["teacher", MAIN_RUN, *BASELINES]
+    by = {r["name"]: r for r in results}
+    shown = [n for n in order if n in by and os.path.exists(
+        os.path.join(self.results_dir, "grids", f"{n}.png"))]
+    if not shown:
+      return
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], shown):
+      r = by[name]
+      ax.imshow(mpimg.imread(os.path.join(self.results_dir, "grids", f"{name}.png")))
+      ax.set_title(f"{r['label']}\nFID {r['fid']:.1f}, {r['params']:,} params", fontsize=6)
+      ax.axis("off")
+    fig.tight_layout()
+    _write_atomically(os.path.join(self.results_dir, "grids_side_by_side.png"),
+                      lambda tmp: fig.savefig(tmp, dpi=150))
+    plt.close(fig)
 
   def write_results_md(self, path: str, command: str) -> str:
     """docs/RESULTS.md from the result files: every number comes from a run's JSON."""
@@ -324,7 +369,7 @@ class Experiment:
     if pending:
       lines += ["**Not yet run:** " + "; ".join(pending) + ".", ""]
     lines += ["## The goal", ""]
-    teacher, main = by.get("teacher"), by.get("ppcd_t81")
+    teacher, main = by.get("teacher"), by.get(MAIN_RUN)
     baselines_done = [by[n] for n in BASELINES if n in by]
     if teacher and main:
       within = main["fid"] <= 1.10 * teacher["fid"]
@@ -348,7 +393,9 @@ class Experiment:
       lines.append("Pending: the teacher and PPCD at 81% have not both finished.")
     lines += ["", "## FID against parameters kept", "",
               f"![FID vs parameters]({rel}/fid_vs_params.png)", "",
-              "## Samples (one row per class, one latent per column)", ""]
+              "## Samples (one row per class, one latent per column)", "",
+              f"Side by side at the main budget: ![side by side]({rel}/grids_side_by_side.png)",
+              ""]
     for r in results:
       lines.append(f"**{r['label']}**  \n![{r['name']}]({rel}/grids/{r['name']}.png)")
       lines.append("")
@@ -356,10 +403,7 @@ class Experiment:
     for r in results:
       lines.append(f"| {r['label']} | {r.get('train_steps')} | {r.get('train_wall_seconds')} |")
     text = "\n".join(lines) + "\n"
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.write(text)
-    os.replace(tmp, path)
+    _write_atomically(path, lambda tmp: _write_text(tmp, text))
     return path
 
   def _plot(self, results: List[Dict]) -> None:
@@ -383,9 +427,8 @@ class Experiment:
     ax.set_ylabel(f"FID ({teacher['num_samples']} samples, classifier features)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = os.path.join(self.results_dir, "fid_vs_params.png.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, os.path.join(self.results_dir, "fid_vs_params.png"))
+    _write_atomically(os.path.join(self.results_dir, "fid_vs_params.png"),
+                      lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
 
 
