@@ -209,10 +209,13 @@ class PruningConfig:
     _check(0 <= self.begin_step < self.end_step,
            f"begin_step={self.begin_step} must be >= 0 and < end_step={self.end_step}.")
     _check(self.frequency >= 1, f"frequency={self.frequency} must be >= 1.")
-    _check(self.power > 0, f"power={self.power} must be > 0.")
-    _check(self.sparsity_weight >= 0, f"sparsity_weight={self.sparsity_weight} must be >= 0.")
-    _check(self.mask_lr_scale > 0, f"mask_lr_scale={self.mask_lr_scale} must be > 0.")
-    _check(self.cost_exponent >= 0, f"cost_exponent={self.cost_exponent} must be >= 0.")
+    _check(0 < self.power < math.inf, f"power={self.power} must be a finite number > 0.")
+    _check(0 <= self.sparsity_weight < math.inf,
+           f"sparsity_weight={self.sparsity_weight} must be a finite number >= 0.")
+    _check(0 < self.mask_lr_scale < math.inf,
+           f"mask_lr_scale={self.mask_lr_scale} must be a finite number > 0.")
+    _check(0 <= self.cost_exponent < math.inf,
+           f"cost_exponent={self.cost_exponent} must be a finite number >= 0.")
     _check(0.0 <= self.min_channel_fraction < 1.0,
            f"min_channel_fraction={self.min_channel_fraction} must be in [0, 1).")
 
@@ -249,8 +252,8 @@ class OptimConfig:
   def validate(self) -> None:
     _check(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1.")
     _check(self.num_steps >= 1, f"num_steps={self.num_steps} must be >= 1.")
-    _check(self.g_lr > 0 and self.d_lr > 0,
-           f"g_lr={self.g_lr}, d_lr={self.d_lr} must be > 0.")
+    _check(0 < self.g_lr < math.inf and 0 < self.d_lr < math.inf,
+           f"g_lr={self.g_lr}, d_lr={self.d_lr} must be finite numbers > 0.")
     _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1,
            f"beta1={self.beta1}, beta2={self.beta2} must be in [0, 1).")
     _check(self.d_steps >= 1, f"d_steps={self.d_steps} must be >= 1.")

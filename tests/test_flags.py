@@ -76,6 +76,12 @@ class BadValueTest(parameterized.TestCase):
       ("prune_after_end", ["--prune_end_step=10", "--prune_begin_step=20"], "begin_step=20"),
       ("lambda_negative", ["--lambda_att=-1"], "lambda_att=-1.0"),
       ("truncation", ["--truncation=-1"], "truncation=-1.0"),
+      ("g_lr_inf", ["--g_lr=inf"], "g_lr=inf"),
+      ("d_lr_nan", ["--d_lr=nan"], "d_lr=nan"),
+      ("power_inf", ["--prune_power=inf"], "power=inf"),
+      ("sparsity_inf", ["--sparsity_weight=inf"], "sparsity_weight=inf"),
+      ("mask_lr_inf", ["--mask_lr_scale=inf"], "mask_lr_scale=inf"),
+      ("cost_exponent_inf", ["--prune_cost_exponent=inf"], "cost_exponent=inf"),
   )
   def test_bad_value_names_it(self, argv, expected):
     fv = ppcd_flags.define_flags(flags.FlagValues())
