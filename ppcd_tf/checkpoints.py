@@ -38,6 +38,7 @@ import glob
 import json
 import os
 import re
+import shutil
 from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
@@ -47,7 +48,7 @@ from ppcd_tf import config as config_lib
 
 __all__ = [
     "CheckpointError", "config_path", "checkpoint_dir", "write_json_atomic",
-    "write_config", "read_config", "read_config_file", "check_same_architecture",
+    "write_config", "read_config", "replace_dir", "read_config_file", "check_same_architecture",
     "all_checkpoints", "restore_latest", "restore_objects_from_workdir",
     "save_checkpoint", "forget_unreadable", "remove_stale_temp_files", "UNREADABLE_DIR",
 ]
@@ -124,6 +125,18 @@ def _architecture_fields(m: config_lib.ModelConfig) -> Dict:
   r = m.resolved()
   d = {k: v for k, v in vars(r).items()}
   return d
+
+
+def replace_dir(tmp: str, out_dir: str) -> None:
+  """Moves a finished directory `tmp` onto `out_dir`, replacing an earlier one."""
+  if os.path.exists(out_dir):
+    old = f"{out_dir}.old-{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+  else:
+    os.replace(tmp, out_dir)
 
 
 def check_same_architecture(expected: config_lib.ModelConfig, found: config_lib.ModelConfig,

@@ -506,17 +506,6 @@ def _describe_source(generator) -> str:
 # ---------------------------------------------------------------------------
 # SavedModel
 # ---------------------------------------------------------------------------
-def _replace_dir(tmp: str, out_dir: str) -> None:
-  """Moves a finished directory into place, replacing an earlier export."""
-  if os.path.exists(out_dir):
-    old = f"{out_dir}.old-{os.getpid()}"
-    os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-  else:
-    os.replace(tmp, out_dir)
-
-
 def export_saved_model(generator, out_dir: str, check_batch: int = _DEFAULT_CHECK_BATCH,
                        seed: int = 0) -> Dict[str, Any]:
   """Writes a SavedModel with the dynamic-batch serving signature, verified.
@@ -581,7 +570,7 @@ def export_saved_model(generator, out_dir: str, check_batch: int = _DEFAULT_CHEC
     if macs is not None:
       report["macs_per_image"] = macs
     checkpoints.write_json_atomic(os.path.join(tmp, EXPORT_JSON), report)
-    _replace_dir(tmp, out_dir)
+    checkpoints.replace_dir(tmp, out_dir)
   finally:
     if os.path.exists(tmp):
       shutil.rmtree(tmp, ignore_errors=True)

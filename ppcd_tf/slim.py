@@ -29,8 +29,10 @@ y int32 [B]) -> {"images": float32 [B, R, R, C] in [-1, 1]}.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -173,17 +175,46 @@ def export_saved_model(generator: Generator, path: str) -> str:
   return path
 
 
-def save_slim_generator(generator: Generator, directory: str) -> str:
-  """Saves config JSON, Keras weights (TF checkpoint format) and a SavedModel.
+@contextlib.contextmanager
+def _published_dir(directory: str):
+  """Yields a temporary sibling of `directory`; on success it replaces `directory`.
 
-  Returns:
-    `directory`.
+  An error while writing leaves the previous `directory` as it was. An existing `directory` that
+  holds anything but a slim generator is refused instead of replaced.
   """
-  os.makedirs(directory, exist_ok=True)
+  directory = os.path.abspath(directory)
+  if os.path.isdir(directory) and os.listdir(directory) and not os.path.exists(
+      os.path.join(directory, _CONFIG_FILE)):
+    raise config_lib.ConfigError(
+        f"{directory} exists and is not a slim generator directory; pass a new or "
+        "empty directory (it would be replaced).")
+  tmp = f"{directory}.tmp-{os.getpid()}"
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  try:
+    yield tmp
+    checkpoints.replace_dir(tmp, directory)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_slim_files(generator: Generator, directory: str) -> None:
   with open(os.path.join(directory, _CONFIG_FILE), "w") as f:
     json.dump({"generator": generator.get_config()}, f, indent=2)
   generator.save_weights(os.path.join(directory, _WEIGHTS_PREFIX), save_format="tf")
   export_saved_model(generator, os.path.join(directory, _SAVED_MODEL_DIR))
+
+
+def save_slim_generator(generator: Generator, directory: str) -> str:
+  """Saves config JSON, Keras weights (TF checkpoint format) and a SavedModel.
+
+  Written to a temporary directory first, then renamed onto `directory`.
+
+  Returns:
+    `directory`.
+  """
+  with _published_dir(directory) as tmp:
+    _write_slim_files(generator, tmp)
   return directory
 
 
@@ -213,7 +244,6 @@ def slim_and_report(masked_generator: Generator, out_dir: str,
   """
   slim = slim_generator(masked_generator)
   diff = verify_slim(masked_generator, slim, num_batches=verify_batches)
-  save_slim_generator(slim, out_dir)
   before = flops.generator_cost(masked_generator.model_cfg, masked_generator.channels)
   after = flops.count_generator(slim)
   full, kept = masked_generator.channels, slim.channels
@@ -231,8 +261,10 @@ def slim_and_report(masked_generator: Generator, out_dir: str,
       "layers_after": after.to_dict()["rows"],
       "out_dir": os.path.abspath(out_dir),
   }
-  with open(os.path.join(out_dir, REPORT_FILE), "w") as f:
-    json.dump(report, f, indent=2)
+  with _published_dir(out_dir) as tmp:  # generator and report appear together
+    _write_slim_files(slim, tmp)
+    with open(os.path.join(tmp, REPORT_FILE), "w") as f:
+      json.dump(report, f, indent=2)
   return report
 
 

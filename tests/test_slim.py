@@ -118,6 +118,38 @@ class SlimTest(parameterized.TestCase):
                      {"kept": g.stem_mask.num_alive(), "total": 16})
     self.assertEqual(report["channels"]["block1/out"]["kept"], 1)
 
+  def test_failed_rewrite_keeps_the_previous_slim_dir(self):
+    g = trained_masked_generator(model_at(32), seed=4)
+    root = tempfile.mkdtemp()
+    out = os.path.join(root, "slim")
+    first = slim_lib.slim_and_report(g, out)
+    z = tf.random.normal([2, g.model_cfg.z_dim])
+    y = tf.constant([1, 2], tf.int32)
+    want = slim_lib.load_slim_generator(out)((z, y), training=False).numpy()
+
+    def broken(*args, **kwargs):
+      raise OSError("disk full")
+    real, slim_lib.export_saved_model = slim_lib.export_saved_model, broken
+    try:
+      with self.assertRaisesRegex(OSError, "disk full"):
+        slim_lib.slim_and_report(trained_masked_generator(model_at(32), seed=5), out)
+    finally:
+      slim_lib.export_saved_model = real
+    self.assertEqual(sorted(os.listdir(root)), ["slim"])  # no temporary left behind
+    np.testing.assert_array_equal(
+        slim_lib.load_slim_generator(out)((z, y), training=False).numpy(), want)
+    with open(os.path.join(out, "slim_report.json")) as f:
+      self.assertEqual(json.load(f)["params_after"], first["params_after"])
+
+  def test_refuses_to_replace_a_directory_that_is_not_a_slim_generator(self):
+    d = tempfile.mkdtemp()
+    with open(os.path.join(d, "notes.txt"), "w") as f:
+      f.write("keep me")
+    g = trained_masked_generator(model_at(32), seed=6)
+    with self.assertRaisesRegex(config_lib.ConfigError, "not a slim generator"):
+      slim_lib.slim_and_report(g, d)
+    self.assertEqual(os.listdir(d), ["notes.txt"])
+
   @pytest.mark.slow
   def test_slim_tool_on_a_training_workdir(self):
     cfg = config_lib.tiny_config(run=dict(mode="ppcd"), distill=dict(teacher_dir="t"))
