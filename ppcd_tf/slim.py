@@ -219,12 +219,24 @@ def save_slim_generator(generator: Generator, directory: str) -> str:
 
 
 def load_slim_generator(directory: str) -> Generator:
-  """Rebuilds a generator written by `save_slim_generator` (config + weights)."""
-  with open(os.path.join(directory, _CONFIG_FILE)) as f:
-    config = json.load(f)["generator"]
-  generator = Generator.from_config(config)
-  status = generator.load_weights(os.path.join(directory, _WEIGHTS_PREFIX))
-  status.assert_existing_objects_matched()
+  """Rebuilds a generator written by `save_slim_generator` (config + weights).
+
+  Raises:
+    checkpoints.CheckpointError: the directory is missing, incomplete or damaged
+      (named, with how to re-create it).
+  """
+  try:
+    with open(os.path.join(directory, _CONFIG_FILE)) as f:
+      config = json.load(f)["generator"]
+    generator = Generator.from_config(config)
+    status = generator.load_weights(os.path.join(directory, _WEIGHTS_PREFIX))
+    status.assert_existing_objects_matched()
+  except (OSError, ValueError, KeyError, TypeError, IndexError, AssertionError,
+          tf.errors.OpError) as e:
+    raise checkpoints.CheckpointError(
+        f"slim generator {directory} cannot be loaded ({type(e).__name__}: "
+        f"{str(e).splitlines()[0] if str(e) else ''}); it is incomplete or damaged. "
+        "Re-create it with `python -m tools.slim --workdir=WORKDIR`.") from e
   return generator
 
 

@@ -141,6 +141,32 @@ class SlimTest(parameterized.TestCase):
     with open(os.path.join(out, "slim_report.json")) as f:
       self.assertEqual(json.load(f)["params_after"], first["params_after"])
 
+  def test_damaged_slim_dir_is_a_clear_error(self):
+    from ppcd_tf import checkpoints
+    g = slim_lib.slim_generator(trained_masked_generator(model_at(32), seed=7))
+    for damage in ("truncate_weights", "config_not_json", "config_wrong_width"):
+      d = os.path.join(tempfile.mkdtemp(), "slim")
+      slim_lib.save_slim_generator(g, d)
+      if damage == "truncate_weights":
+        data = [p for p in os.listdir(os.path.join(d, "weights")) if ".data-" in p][0]
+        path = os.path.join(d, "weights", data)
+        with open(path, "r+b") as f:
+          f.truncate(os.path.getsize(path) // 3)
+      else:
+        with open(os.path.join(d, "config.json")) as f:
+          text = f.read()
+        if damage == "config_not_json":
+          text = text[:len(text) // 2]
+        else:
+          config = json.loads(text)
+          config["generator"]["channels"]["stem"] += 1
+          text = json.dumps(config)
+        with open(os.path.join(d, "config.json"), "w") as f:
+          f.write(text)
+      with self.assertRaisesRegex(checkpoints.CheckpointError,
+                                  "cannot be loaded.*tools.slim"):
+        slim_lib.load_slim_generator(d)
+
   def test_refuses_to_replace_a_directory_that_is_not_a_slim_generator(self):
     d = tempfile.mkdtemp()
     with open(os.path.join(d, "notes.txt"), "w") as f:
