@@ -435,6 +435,28 @@ def _checked_decode(records: tf.data.Dataset, decode, image_shape) -> tf.data.Da
   return checked.map(lambda index, image, label: (image, label))
 
 
+def _image_files(top: str) -> List[str]:
+  """Image files under `top`, recursively; hidden files and folders are skipped and
+  a folder reached twice (a symlink loop or a second link to it) is read once."""
+  files, seen, stack = [], set(), [top]
+  while stack:
+    folder = stack.pop()
+    key = folder if "://" in folder else os.path.realpath(folder)
+    if key in seen:
+      continue
+    seen.add(key)
+    for entry in tf.io.gfile.listdir(folder):
+      entry = entry.rstrip("/")
+      if entry.startswith("."):
+        continue
+      path = os.path.join(folder, entry)
+      if tf.io.gfile.isdir(path):
+        stack.append(path)
+      elif entry.lower().endswith(IMAGE_EXTENSIONS):
+        files.append(path)
+  return files
+
+
 def _list_image_folder(root: str) -> Tuple[List[str], np.ndarray, np.ndarray]:
   """Returns (class names, image paths, int32 labels), sorted; validates the layout."""
   layout = ("--dataset=folder:<path> needs a directory with one sub-folder of "
@@ -452,10 +474,7 @@ def _list_image_folder(root: str) -> Tuple[List[str], np.ndarray, np.ndarray]:
     raise DataError(f"folder {root} is empty: it has no class sub-folders{hint}. {layout}.")
   paths, labels, empty = [], [], []
   for label, name in enumerate(names):
-    files = []
-    for dirpath, _, filenames in tf.io.gfile.walk(os.path.join(root, name)):
-      files += [os.path.join(dirpath, f) for f in filenames
-                if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+    files = _image_files(os.path.join(root, name))
     if not files:
       empty.append(name)
     paths += sorted(files)

@@ -253,6 +253,16 @@ class FolderTest(_TempDirMixin, absltest.TestCase):
     _, y = data.load_arrays(self.dc, mc, "test")
     np.testing.assert_array_equal(y, [0, 0, 1, 1, 2, 2])
 
+  def test_hidden_folders_skipped_and_symlink_loops_read_once(self):
+    mc = model_cfg(num_classes=3)
+    ant = os.path.join(self.root, FOLDER_CLASSES[0])
+    os.makedirs(os.path.join(ant, ".thumbnails"))
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(
+        os.path.join(ant, ".thumbnails", "t.png"))
+    os.symlink(ant, os.path.join(ant, "nested", "loop"))  # ant/nested/loop -> ant
+    info = data.dataset_info(self.dc, mc)
+    self.assertEqual(info.num_examples, 24)  # as before: 30 images, 20% held out
+
   def test_exact_size_image_is_unchanged_and_labels_follow_sorted_names(self):
     root = self.make_dir()
     rng = np.random.default_rng(1)
