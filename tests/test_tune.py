@@ -27,13 +27,17 @@ class TuneTest(absltest.TestCase):
     self.assertNotEqual(records[0]["values"], records[1]["values"])
     for r in records:  # every trial reached the budget
       self.assertLessEqual(r["live_fraction"], 0.19)
-      lo, hi = tune.SEARCH_SPACE["lambda_att"]
+      _, lo, hi = tune.SEARCH_SPACE["lambda_att"]
       self.assertBetween(r["values"]["lambda_att"], lo, hi)
+      self.assertIn(r["values"]["min_channel_share"], tune.SEARCH_SPACE["min_channel_share"][1])
     # best.cfg is a flagfile that composes with the base config and validates.
     cfg = ppcd_flags.parse_flagfile(
         os.path.join(ROOT, "configs", "tiny_test.cfg"),
         [f"--flagfile={os.path.join(workdir, 'best.cfg')}"])
     self.assertAlmostEqual(cfg.distill.lambda_att, best["values"]["lambda_att"], places=4)
+    self.assertAlmostEqual(cfg.pruning.min_channel_fraction,
+                           best["values"]["min_channel_share"] * (1 - 0.81), places=4)
+    self.assertEqual(cfg.pruning.cost_exponent, best["values"]["prune_cost_exponent"])
     # A rerun resumes: the oracle is reloaded and no new trial runs.
     tune.run_search(base, "classifier:" + tiny_runs.classifier(), workdir,
                     max_trials=2, num_samples=40)
