@@ -389,6 +389,15 @@ class Experiment:
         verdict = "**not met**."
       lines += ["", "Goal (FID within 10% of the teacher and better than every baseline): "
                 + verdict]
+      lines += ["", f"PPCD ({main['label']}) against every other run at the same budget "
+                "(baselines first, then PPCD with one distillation term removed):", "",
+                "| run | params | FID | PPCD FID minus this | PPCD is |", "|---|---|---|---|---|"]
+      others = [by[n] for n in RUNS if n in by and n not in ("teacher", MAIN_RUN)
+                and RUNS[n].target == MAIN_TARGET]
+      for r in others:
+        delta = main["fid"] - r["fid"]
+        lines.append(f"| {r['label']} | {r['params']:,} | {r['fid']:.2f} | {delta:+.2f} | "
+                     f"{'better' if delta < 0 else 'worse'} |")
     else:
       lines.append("Pending: the teacher and PPCD at 81% have not both finished.")
     lines += ["", "## FID against parameters kept", "",
