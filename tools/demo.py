@@ -15,7 +15,6 @@ training stage that was interrupted resumes from its checkpoint):
   8. report       table on stdout, WORKDIR/demo_report.{json,md}
 """
 
-import json
 import os
 import time
 
@@ -56,7 +55,7 @@ def _done(start: float, what: str) -> None:
 def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
              latency_repeats: int = 30, classifier_epochs: int = 10, extra_flags=()):
   """Runs every stage (see the module docstring); returns the report dict."""
-  from ppcd_tf import checkpoints, classifier, evaluate, export, images, slim, train_lib
+  from ppcd_tf import checkpoints, evaluate, export, images, pipeline, slim, train_lib
 
   t0 = time.time()
   base = ppcd_flags.parse_flagfile(config_path, list(extra_flags))
@@ -69,12 +68,8 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
   _done(s, f"teacher at step {teacher_summary['step']}")
 
   s = _stage(2, f"classifier for the metrics -> {cdir}")
-  info_path = os.path.join(cdir, "classifier.json")
-  if not os.path.exists(info_path):
-    classifier.train_classifier(
-        base.data, base.model, cdir,
-        classifier.ClassifierTrainConfig(epochs=classifier_epochs), verbose=1)
-  acc = json.load(open(info_path)).get("test_accuracy")
+  acc = pipeline.ensure_classifier(base.data, base.model, cdir,
+                                  classifier_epochs).get("test_accuracy")
   _done(s, f"held-out accuracy {acc}")
 
   s = _stage(3, f"PPCD: prune to {1 - base.pruning.target_fraction:.0%} of the teacher's "
@@ -86,8 +81,7 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
            f"({ppcd_summary['live_fraction']:.1%} of the teacher)")
 
   s = _stage(4, "slim: rebuild the student as a dense network without masks")
-  masked, _ = slim.restore_trained_generator(workdir=pdir)
-  report = slim.slim_and_report(masked, os.path.join(pdir, "slim"))
+  report = pipeline.slim_workdir(pdir)
   _done(s, f"{report['params_before']:,} -> {report['params_after']:,} params, "
            f"max |slim - masked| = {report['max_abs_diff']:.2e}")
 
@@ -95,11 +89,11 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
   slim_g = slim.load_slim_generator(os.path.join(pdir, "slim"))
   teacher_g, _ = slim.restore_trained_generator(workdir=tdir)
   exports = {
-      "teacher_fp32": export.export_tflite(teacher_g, os.path.join(edir, "teacher_fp32.tflite")),
-      "slim_fp32": export.export_tflite(slim_g, os.path.join(edir, "slim_fp32.tflite")),
-      "slim_int8": export.export_tflite(slim_g, os.path.join(edir, "slim_int8.tflite"),
-                                        quantize="int8"),
-  }
+      name: pipeline.export_and_time(g, os.path.join(edir, f"{name}.tflite"),
+                                     latency_repeats, quantize)
+      for name, g, quantize in (("teacher_fp32", teacher_g, "none"),
+                                ("slim_fp32", slim_g, "none"),
+                                ("slim_int8", slim_g, "int8"))}
   _done(s, ", ".join(f"{k} {v['file_size_bytes'] / 1024:.0f} KiB" for k, v in exports.items()))
 
   s = _stage(6, f"sample grids through the LiteRT interpreter -> {sdir}")
@@ -121,8 +115,7 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
   _done(s, f"FID teacher {ev_teacher['fid']:.2f}, slim student {ev_student['fid']:.2f}")
 
   s = _stage(8, "report")
-  lat = {k: export.median_latency_ms(os.path.join(edir, f"{k}.tflite"), latency_repeats)
-         for k in exports}
+  lat = {k: v["latency_ms_batch1"] for k, v in exports.items()}
   rows = [
       ("teacher", ev_teacher, exports["teacher_fp32"], lat["teacher_fp32"]),
       ("PPCD slim (fp32)", ev_student, exports["slim_fp32"], lat["slim_fp32"]),

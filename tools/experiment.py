@@ -171,12 +171,9 @@ class Experiment:
 
   # -------------------------------------------------------------- stages
   def classifier(self) -> None:
-    from ppcd_tf import classifier
-    out = os.path.join(self.root, "classifier")
-    if not os.path.exists(os.path.join(out, "classifier.json")):
-      classifier.train_classifier(
-          self.base.data, self.base.model, out,
-          classifier.ClassifierTrainConfig(epochs=self.classifier_epochs), verbose=1)
+    from ppcd_tf import pipeline
+    pipeline.ensure_classifier(self.base.data, self.base.model,
+                               os.path.join(self.root, "classifier"), self.classifier_epochs)
 
   def config_for(self, run: Run):
     wd = self.workdir(run.name)
@@ -218,21 +215,17 @@ class Experiment:
       # (sparse) generator directory that evaluation and export read.
       from ppcd_tf import slim
       baselines.strip_magnitude_pruning(trainer.G_ema)
-      out = os.path.join(cfg.run.workdir, "slim")
-      if os.path.isdir(out):
-        shutil.rmtree(out)
-      slim.save_slim_generator(trainer.G_ema, out)
+      slim.save_slim_generator(trainer.G_ema, os.path.join(cfg.run.workdir, "slim"))
     return summary
 
   def finish(self, run: Run, summary: Dict) -> Dict:
     """Slim (PPCD), evaluate, export TFLite fp32, time it; write the result JSON."""
-    from ppcd_tf import baselines, checkpoints, evaluate, export, flops, slim
+    from ppcd_tf import baselines, checkpoints, evaluate, flops, pipeline
     wd = self.workdir(run.name)
     model = "ema"
     extra = {}
     if run.kind == "ppcd":
-      masked, _ = slim.restore_trained_generator(workdir=wd)
-      report = slim.slim_and_report(masked, os.path.join(wd, "slim"))
+      report = pipeline.slim_workdir(wd)
       extra["slim_report"] = {k: report[k] for k in (
           "params_before", "params_after", "param_reduction", "macs_before",
           "macs_after", "max_abs_diff", "slim_channels")}
@@ -244,8 +237,8 @@ class Experiment:
     ev = evaluate.evaluate_workdir(wd, model, self.extractor, self.num_samples,
                                    stats_dir=os.path.join(self.root, "reference_stats"),
                                    loaded=loaded)
-    tflite = os.path.join(wd, "export", "g_fp32.tflite")
-    exp = export.export_tflite(generator, tflite)
+    exp = pipeline.export_and_time(generator, os.path.join(wd, "export", "g_fp32.tflite"),
+                                   self.latency_repeats)
     params = flops.count_generator(generator).total_params
     if run.kind == "magnitude":
       params = baselines.nonzero_params(generator)  # unstructured: non-zero weights
@@ -256,7 +249,7 @@ class Experiment:
         intra_fid=ev.get("intra_fid"), is_mean=ev["is_mean"],
         class_accuracy=ev.get("class_accuracy"), num_samples=ev["num_samples"],
         seed=ev["seed"], tflite_fp32_kib=exp["file_size_bytes"] / 1024,
-        tflite_latency_ms=export.median_latency_ms(tflite, self.latency_repeats),
+        tflite_latency_ms=exp["latency_ms_batch1"],
         train_steps=summary.get("step"), train_wall_seconds=summary.get("wall_seconds"),
         live_fraction=summary.get("live_fraction"),
         prune_min_channel_fraction=(self.min_channel_fraction(run) if run.kind == "ppcd"
