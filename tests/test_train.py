@@ -225,3 +225,12 @@ class EmaRestartTest(absltest.TestCase):
     trainer.restart_ema()
     for src, dst in trainer._ema_pairs + trainer._copy_pairs:  # pylint: disable=protected-access
       np.testing.assert_array_equal(dst.numpy(), src.numpy())
+    # ... and restarts the warm-up: n steps after a restart the decay is
+    # min(ema_decay, (1 + n) / (10 + n)), so the first update keeps 0.1 of the old EMA.
+    step = int(trainer.step.numpy())
+    self.assertEqual(int(trainer.ema_restart_step.numpy()), step)
+    before = [dst.numpy() for _, dst in trainer._ema_pairs]  # pylint: disable=protected-access
+    trainer.train_step()
+    for (src, dst), old in zip(trainer._ema_pairs, before):  # pylint: disable=protected-access
+      np.testing.assert_allclose(dst.numpy(), 0.1 * old + 0.9 * src.numpy(),
+                                 rtol=1e-5, atol=1e-6)
