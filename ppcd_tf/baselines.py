@@ -142,6 +142,15 @@ class MagnitudePruningTrainer(Trainer):
     # again; masks and steps are copied to the EMA generator, kernels averaged.
     self._pair_ema_variables()
 
+  def _prune_before_step(self, step: int, events) -> None:
+    """tfmot updates the masks inside training step `s` when `s` is one of the
+    schedule's pruning steps; the EMA restarts right after, as for PPCD's events."""
+    del events
+    p = self.cfg.pruning
+    prev = step - 1
+    if p.begin_step <= prev <= p.end_step and (prev - p.begin_step) % p.frequency == 0:
+      self.restart_ema()  # the step-units image of self.magnitude_schedule's turns
+
   def _is_copied_state(self, variable) -> bool:
     return super()._is_copied_state(variable) or any(
         k in variable.name for k in ("mask", "threshold", "pruning_step"))

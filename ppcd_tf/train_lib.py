@@ -627,16 +627,7 @@ class Trainer:
     logs: Dict[str, float] = {}
     events = []
     while step < stop:
-      if self.masked:
-        event = self.controller.maybe_prune(step)
-        if event is not None:
-          self._update_mask_costs()
-          events.append(event)
-          if event.channels_pruned:
-            self.restart_ema()
-          logging.info("step %d: pruned %d channels, live cost %d -> %d (budget %.0f)",
-                       step, event.channels_pruned, event.cost_before, event.cost_after,
-                       event.budget)
+      self._prune_before_step(step, events)
       if self.masked:
         frozen = self.controller.schedule.is_frozen(step)
         if frozen != self._masks_frozen:
@@ -670,6 +661,22 @@ class Trainer:
     if self.is_chief:
       checkpoints.write_json_atomic(os.path.join(self.workdir, "train_summary.json"), summary)
     return summary
+
+  def _prune_before_step(self, step: int, events: List) -> None:
+    """Runs the pruning event of `step`, if any, before its training step; an event
+    that removed channels restarts the EMA (`restart_ema`)."""
+    if not self.masked:
+      return
+    event = self.controller.maybe_prune(step)
+    if event is None:
+      return
+    self._update_mask_costs()
+    events.append(event)
+    if event.channels_pruned:
+      self.restart_ema()
+    logging.info("step %d: pruned %d channels, live cost %d -> %d (budget %.0f)",
+                 step, event.channels_pruned, event.cost_before, event.cost_after,
+                 event.budget)
 
   def save(self, step: int) -> str:
     """Writes, verifies and publishes checkpoint `step` (config.json first, once)."""

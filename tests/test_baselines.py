@@ -21,7 +21,30 @@ class MagnitudeBaselineTest(absltest.TestCase):
     y = tf.constant([1, 2], tf.int32)
     np.testing.assert_allclose(trainer.G((z, y), training=False).numpy(),
                                trainer.teacher_G((z, y), training=False).numpy(), atol=1e-6)
+    # The EMA restarts right after every training step in which tfmot may update
+    # the masks (its pruning turns), as PPCD's does after its pruning events.
+    restarts, changed = [], []
+    real_restart, real_step = trainer.restart_ema, trainer.train_step
+
+    def masks():
+      return [m.numpy() for w in trainer.wrappers for _, m, _ in w.pruning_vars]
+
+    def spy_restart():
+      restarts.append(int(trainer.step.numpy()))
+      real_restart()
+
+    def spy_step():
+      before = masks()
+      logs = real_step()
+      if any((a != b).any() for a, b in zip(before, masks())):
+        changed.append(int(trainer.step.numpy()))
+      return logs
+    trainer.restart_ema, trainer.train_step = spy_restart, spy_step
     summary = trainer.fit(progress=False)
+    p = cfg.pruning
+    self.assertEqual(restarts, list(range(p.begin_step + 1, p.end_step + 2, p.frequency)))
+    self.assertNotEmpty(changed)
+    self.assertContainsSubset(changed, restarts)
     budget = int(np.floor(0.19 * flops.live_params(trainer.teacher_G)))
     self.assertEqual(summary["magnitude_budget"], budget)
     self.assertLessEqual(summary["nonzero_params"], budget)
