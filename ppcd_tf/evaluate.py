@@ -8,6 +8,8 @@
            first: the slim network computes exactly the same function, faster)
   slim     WORKDIR/slim from `python -m tools.slim --workdir=WORKDIR`
   teacher  the EMA generator of the run's --teacher_dir
+  generator  the raw (not averaged) generator of the latest checkpoint, slimmed
+           like `ema`: a diagnostic for whether the EMA helps or lags
 
 Writes `WORKDIR/eval/<model>/metrics.json` (every metric, the extractor, N, seed,
 truncation, params and MACs of the generator) and `classes.png` (one row per
@@ -24,13 +26,14 @@ from absl import app, flags
 
 __all__ = ["load_for_eval", "evaluate_workdir", "check_args", "MODELS"]
 
-MODELS = ("ema", "slim", "teacher")
+MODELS = ("ema", "slim", "teacher", "generator")
 
 if __name__ == "__main__":
   flags.DEFINE_string("workdir", None, "Training workdir to evaluate.", required=True)
   flags.DEFINE_enum("model", "ema", list(MODELS),
                     "Which generator: 'ema' (latest checkpoint), 'slim' (WORKDIR/slim), "
-                    "'teacher' (the run's --teacher_dir).")
+                    "'teacher' (the run's --teacher_dir), 'generator' (the raw, "
+                    "non-EMA generator of the latest checkpoint).")
   flags.DEFINE_string("extractor", None,
                       "Feature extractor: 'classifier:<dir>' (python -m "
                       "ppcd_tf.train_classifier --out=<dir>) or 'inception:<path>'.",
@@ -68,10 +71,11 @@ def load_for_eval(workdir: str, model: str):
           "teacher's own workdir with --model=ema.")
     g, prefix = slim_lib.restore_trained_generator(workdir=tdir)
     return g, cfg, f"teacher EMA generator {prefix}"
-  g, prefix = slim_lib.restore_trained_generator(workdir=workdir)
+  key = "generator" if model == "generator" else "ema_generator"
+  g, prefix = slim_lib.restore_trained_generator(workdir=workdir, key=key)
   if g.masks:
     g = slim_lib.slim_generator(g)
-  return g, cfg, f"EMA generator {prefix}"
+  return g, cfg, f"{'raw' if model == 'generator' else 'EMA'} generator {prefix}"
 
 
 def evaluate_workdir(workdir: str, model: str, extractor_name: str, num_samples: int,

@@ -50,6 +50,22 @@ class EvaluateTest(absltest.TestCase):
     self.assertIn("tools.slim --workdir=", proc.stderr)
     self.assertNotIn("Traceback", proc.stderr)
 
+  def test_raw_generator_is_the_checkpoint_generator_not_the_ema(self):
+    import numpy as np
+    import tensorflow as tf
+    from ppcd_tf import slim
+    wd = tiny_runs.student()
+    raw, _, what = evaluate.load_for_eval(wd, "generator")
+    ema, _, _ = evaluate.load_for_eval(wd, "ema")
+    self.assertStartsWith(what, "raw generator")
+    self.assertEqual(raw.masks, [])  # slimmed like the EMA generator
+    masked, _ = slim.restore_trained_generator(workdir=wd, key="generator")
+    z = tf.random.stateless_normal([3, raw.model_cfg.z_dim], seed=[3, 4])
+    y = tf.constant([0, 5, 9], tf.int32)
+    got = raw((z, y), training=False).numpy()
+    np.testing.assert_allclose(got, masked((z, y), training=False).numpy(), atol=1e-5)
+    self.assertGreater(np.abs(got - ema((z, y), training=False).numpy()).max(), 1e-4)
+
   def test_teacher_of_teacher_is_clear_error(self):
     from ppcd_tf import config as config_lib
     with self.assertRaisesRegex(config_lib.ConfigError, "has no teacher"):
