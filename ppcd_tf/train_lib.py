@@ -517,7 +517,8 @@ class Trainer:
     averages within one architecture only. The warm-up (`_ema_update`) matters as
     much: with a plain decay of 0.999, 600 steps after the last event 55% of the
     EMA would still be the weights just after that event, before the survivors
-    recovered (docs/RESULTS.md: FID 41 for that EMA vs 17 for G at 81% removed).
+    recovered (docs/results/HISTORY.md: FID 41 for that EMA vs 17 for G at 81%
+    removed).
     """
     for src, dst in self._ema_pairs + self._copy_pairs:
       dst.assign(src)

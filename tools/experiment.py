@@ -353,7 +353,8 @@ class Experiment:
         "features of the mnist5k classifier (`ppcd_tf.train_classifier`), so FID/KID "
         "are not comparable with Inception-based numbers. TFLite latency: fp32, batch 1, "
         "LiteRT, median on the same shared 2-core machine (noisy; see "
-        "`docs/bench/bench_infer.md` for a side-by-side benchmark).", "",
+        "`docs/bench/bench_infer.md` for a side-by-side benchmark). How the settings "
+        f"were reached (and the earlier attempts' numbers): `{rel}/HISTORY.md`.", "",
         open(os.path.join(self.results_dir, "RESULTS_table.md")).read(), "",
         "Params of the magnitude baseline count non-zero weights (unstructured sparsity: "
         "its MACs and latency stay the teacher's).", "",
