@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from typing import Dict, List, Optional
 
@@ -619,8 +620,8 @@ class Trainer:
     stop = total if until_step is None else min(int(until_step), total)
     step = int(self.step.numpy())
     # Losses show their running mean; live_params is a state, shown as it is now.
-    bar = tf_keras.utils.Progbar(total, stateful_metrics=["live_params"], interval=2.0,
-                                 unit_name="step") if progress and self.is_chief else None
+    bar = progress_bar(total, stateful_metrics=["live_params"], unit_name="step"
+                       ) if progress and self.is_chief else None
     if bar is not None and step:
       bar.update(step)
     self._masks_frozen = False
@@ -699,6 +700,19 @@ class Trainer:
                  masks_binary=all(set(np.unique(mk.alive.numpy())) <= {0.0, 1.0}
                                   for _, mk in self.G.masks))
     return out
+
+
+def progress_bar(total: int, **kwargs) -> tf_keras.utils.Progbar:
+  """A Keras progress bar that redraws in place on a terminal and, in a log file
+  (nohup, CI), writes one line every 30 s instead of carriage-return redraws.
+
+  tf_keras decides "terminal" by `'posix' in sys.modules`, true on every Linux
+  machine, so a log file otherwise gets one endless line.
+  """
+  tty = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+  bar = tf_keras.utils.Progbar(total, interval=2.0 if tty else 30.0, **kwargs)
+  bar._dynamic_display = tty  # pylint: disable=protected-access
+  return bar
 
 
 def train(cfg: config_lib.Config, progress: bool = True,

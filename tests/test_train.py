@@ -144,6 +144,21 @@ class PpcdTest(absltest.TestCase):
       with self.assertRaisesRegex(config_lib.ConfigError, "g_channels"):
         train_lib.Trainer(_ppcd_cfg(wd + "_bad", model=narrow, distill=distill))
 
+  def test_progress_bar_in_a_log_file_writes_lines_not_redraws(self):
+    import contextlib
+    import io
+    buf = io.StringIO()  # not a terminal, like nohup's or CI's log file
+    with contextlib.redirect_stdout(buf):
+      bar = train_lib.progress_bar(3, stateful_metrics=["live_params"], unit_name="step")
+      for i in range(1, 4):
+        bar.update(i, values=[("d_loss", 1.0), ("live_params", 100.0 * i)])
+    out = buf.getvalue()
+    self.assertNotIn("\r", out)
+    self.assertNotIn("\b", out)
+    self.assertIn("3/3", out)
+    self.assertIn("live_params: 300", out)  # a state: shown as it is, not averaged
+    self.assertTrue(out.endswith("\n"))
+
   def test_active_terms(self):
     from ppcd_tf import distill
     self.assertEqual(distill.active_terms(config_lib.DistillConfig()),
