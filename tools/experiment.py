@@ -383,7 +383,7 @@ class Experiment:
         verdict = "**not met**."
       lines += ["", "Goal (FID within 10% of the teacher and better than every baseline): "
                 + verdict]
-      lines += ["", f"PPCD ({main['label']}) against every other run at the same budget "
+      lines += ["", f"{main['label']} against every other run at the same budget "
                 "(baselines first, then PPCD with one distillation term removed):", "",
                 "| run | params | FID | PPCD FID minus this | PPCD is |", "|---|---|---|---|---|"]
       others = [by[n] for n in RUNS if n in by and n not in ("teacher", MAIN_RUN)
