@@ -123,6 +123,7 @@ class ReportTest(absltest.TestCase):
     text, _ = self._report([teacher, _result("ppcd_t81", 21.0, params=1900)] + worse)
     self.assertIn("**not met**", text)
     self.assertIn(f"beats {len(worse) - 1} of the {len(worse)}", text)
+    self.assertIn("; loses to: scratch)", text)
     self.assertIn("| scratch | 1,000 | 15.00 | +6.00 | worse |", text)
     self.assertIn("| magnitude | 1,000 | 30.00 | -9.00 | better |", text)
     # Baselines missing: undecided, and the pending runs are listed.

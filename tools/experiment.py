@@ -373,7 +373,8 @@ class Experiment:
           f"PPCD's FID is {main['fid']:.2f} vs the teacher's {teacher['fid']:.2f} "
           f"({'within' if within else 'not within'} 10%), and it beats "
           f"{len(beats)} of the {len(baselines_done)} baselines run so far "
-          f"({', '.join(b['label'] for b in baselines_done) or 'none'}).")
+          f"(beats: {', '.join(b['label'] for b in beats) or 'none'}; loses to: "
+          f"{', '.join(b['label'] for b in baselines_done if b not in beats) or 'none'}).")
       met = within and len(beats) == len(baselines_done) == len(BASELINES)
       if met:
         verdict = "**met**."
