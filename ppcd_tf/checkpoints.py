@@ -47,7 +47,7 @@ from absl import logging
 from ppcd_tf import config as config_lib
 
 __all__ = [
-    "CheckpointError", "config_path", "checkpoint_dir", "write_json_atomic",
+    "CheckpointError", "config_path", "checkpoint_dir", "write_json_atomic", "write_atomically",
     "write_config", "read_config", "replace_dir", "read_config_file", "check_same_architecture",
     "all_checkpoints", "restore_latest", "restore_objects_from_workdir",
     "save_checkpoint", "forget_unreadable", "remove_stale_temp_files", "UNREADABLE_DIR",
@@ -80,14 +80,23 @@ def write_json_atomic(path: str, obj) -> str:
   Readers see the old file or the complete new one, never a partial one; if
   writing fails, the old file is kept and the temp file removed.
   """
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  try:
+  def write(tmp: str) -> None:
     with open(tmp, "w") as f:
       json.dump(obj, f, indent=2, sort_keys=True, default=str)
       f.write("\n")
       f.flush()
       os.fsync(f.fileno())
+  write_atomically(path, write)
+
+
+def write_atomically(path: str, write: Callable[[str], None]) -> None:
+  """`write(tmp)` to a per-process temp file next to `path` (same extension, so
+  writers that pick the format by name work), then renames it onto `path`; on
+  failure the old file stays and the temp file is removed."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp-{os.getpid()}{os.path.splitext(path)[1]}"
+  try:
+    write(tmp)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

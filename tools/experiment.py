@@ -119,15 +119,6 @@ def _write_text(path: str, text: str) -> None:
     f.write(text)
 
 
-def _write_atomically(path: str, write: Callable[[str], None]) -> None:
-  """`write(tmp)` then rename onto `path`: readers (and a second experiment process
-  on other runs of the same root) never see a half-written file."""
-  root, ext = os.path.splitext(path)
-  tmp = f"{root}.tmp-{os.getpid()}{ext}"
-  write(tmp)
-  os.replace(tmp, path)
-
-
 class Experiment:
   """Runs and evaluates the registry's runs under one root directory."""
 
@@ -305,7 +296,7 @@ class Experiment:
           f"{r['kid_mean']:.3f} ± {r['kid_std']:.3f} | "
           f"{r['intra_fid']:.2f} | {r['class_accuracy']:.3f} | "
           f"{r['tflite_latency_ms']:.2f} |")
-    _write_atomically(os.path.join(self.results_dir, "RESULTS_table.md"),
+    checkpoints.write_atomically(os.path.join(self.results_dir, "RESULTS_table.md"),
                       lambda tmp: _write_text(tmp, "\n".join(lines) + "\n"))
     self._plot(results)
     self._side_by_side(results)
@@ -313,6 +304,7 @@ class Experiment:
 
   def _side_by_side(self, results: List[Dict]) -> None:
     """grids_side_by_side.png: the teacher, PPCD at the main target and the baselines."""
+    from ppcd_tf import checkpoints
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.image as mpimg
@@ -330,12 +322,13 @@ class Experiment:
       ax.set_title(f"{r['label']}\nFID {r['fid']:.1f}, {r['params']:,} params", fontsize=6)
       ax.axis("off")
     fig.tight_layout()
-    _write_atomically(os.path.join(self.results_dir, "grids_side_by_side.png"),
+    checkpoints.write_atomically(os.path.join(self.results_dir, "grids_side_by_side.png"),
                       lambda tmp: fig.savefig(tmp, dpi=150))
     plt.close(fig)
 
   def write_results_md(self, path: str, command: str) -> str:
     """docs/RESULTS.md from the result files: every number comes from a run's JSON."""
+    from ppcd_tf import checkpoints
     results = self.write_summary()
     by = {r["name"]: r for r in results}
     rel = os.path.relpath(self.results_dir, os.path.dirname(os.path.abspath(path)))
@@ -407,10 +400,11 @@ class Experiment:
     for r in results:
       lines.append(f"| {r['label']} | {r.get('train_steps')} | {r.get('train_wall_seconds')} |")
     text = "\n".join(lines) + "\n"
-    _write_atomically(path, lambda tmp: _write_text(tmp, text))
+    checkpoints.write_atomically(path, lambda tmp: _write_text(tmp, text))
     return path
 
   def _plot(self, results: List[Dict]) -> None:
+    from ppcd_tf import checkpoints
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -431,7 +425,7 @@ class Experiment:
     ax.set_ylabel(f"FID ({teacher['num_samples']} samples, classifier features)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _write_atomically(os.path.join(self.results_dir, "fid_vs_params.png"),
+    checkpoints.write_atomically(os.path.join(self.results_dir, "fid_vs_params.png"),
                       lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
 
