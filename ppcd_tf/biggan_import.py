@@ -71,6 +71,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from absl import logging
 
+from ppcd_tf import files
+
 __all__ = [
     "BigGANImportError", "IGNORED_KEY_SUFFIXES", "TORCH_INSTALL_HINT", "StateDict",
     "TensorMapping", "load_state_dict", "canonical_state_dict", "convert_to_npz",
@@ -196,12 +198,8 @@ def convert_to_npz(pth_path: str, out_dir: Optional[str] = None) -> str:
   state = load_state_dict(pth_path)
   base = os.path.splitext(os.path.basename(pth_path))[0] + ".npz"
   out_dir = out_dir or os.path.dirname(os.path.abspath(pth_path))
-  os.makedirs(out_dir, exist_ok=True)
-  out = os.path.join(out_dir, base)
-  tmp = out + f".tmp-{os.getpid()}.npz"
-  np.savez(tmp, **state)
-  os.replace(tmp, out)
-  return out
+  return files.write_atomically(os.path.join(out_dir, base),
+                                lambda tmp: np.savez(tmp, **state))
 
 
 def _is_ignored(key: str) -> bool:

@@ -45,6 +45,7 @@ import tensorflow as tf
 from absl import logging
 
 from ppcd_tf import config as config_lib
+from ppcd_tf.files import write_atomically, write_json_atomic, write_text_atomic  # noqa: F401  (re-exported)
 
 __all__ = [
     "CheckpointError", "config_path", "checkpoint_dir", "write_json_atomic", "write_atomically",
@@ -72,37 +73,6 @@ def config_path(workdir: str) -> str:
 
 def checkpoint_dir(workdir: str) -> str:
   return os.path.join(workdir, "checkpoints")
-
-
-def write_json_atomic(path: str, obj) -> str:
-  """Writes JSON to a temp file in the same directory, then renames it into place.
-
-  Readers see the old file or the complete new one, never a partial one; if
-  writing fails, the old file is kept and the temp file removed.
-  """
-  def write(tmp: str) -> None:
-    with open(tmp, "w") as f:
-      json.dump(obj, f, indent=2, sort_keys=True, default=str)
-      f.write("\n")
-      f.flush()
-      os.fsync(f.fileno())
-  write_atomically(path, write)
-
-
-def write_atomically(path: str, write: Callable[[str], None]) -> None:
-  """`write(tmp)` to a per-process temp file next to `path` (same extension, so
-  writers that pick the format by name work), then renames it onto `path`; on
-  failure the old file stays and the temp file is removed."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}{os.path.splitext(path)[1]}"
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return path
 
 
 def write_config(workdir: str, cfg: config_lib.Config) -> None:

@@ -28,6 +28,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from ppcd_tf import files
+
 __all__ = [
     "ClassifierConfig", "ClassifierTrainConfig", "ClassifierError", "build_classifier",
     "fit_classifier", "train_classifier", "save_classifier", "load_classifier",
@@ -236,14 +238,6 @@ def fit_classifier(train: Tuple[np.ndarray, np.ndarray],
   return model, results
 
 
-def _write_json(path: str, payload: Dict[str, Any]) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
 def save_classifier(model: tf_keras.Model, cfg: ClassifierConfig, out_dir: str,
                     results: Optional[Dict[str, Any]] = None,
                     dataset: Optional[str] = None) -> str:
@@ -259,14 +253,11 @@ def save_classifier(model: tf_keras.Model, cfg: ClassifierConfig, out_dir: str,
   Returns:
     out_dir.
   """
-  os.makedirs(out_dir, exist_ok=True)
-  tmp = os.path.join(out_dir, f".{WEIGHTS_FILE}.tmp-{os.getpid()}.h5")
-  model.save_weights(tmp)
-  os.replace(tmp, os.path.join(out_dir, WEIGHTS_FILE))
-  _write_json(os.path.join(out_dir, CONFIG_FILE),
+  files.write_atomically(os.path.join(out_dir, WEIGHTS_FILE), model.save_weights)
+  files.write_json_atomic(os.path.join(out_dir, CONFIG_FILE),
               {"classifier": dataclasses.asdict(cfg), "dataset": dataset})
   if results is not None:
-    _write_json(os.path.join(out_dir, RESULTS_FILE), results)
+    files.write_json_atomic(os.path.join(out_dir, RESULTS_FILE), results)
   return out_dir
 
 

@@ -36,6 +36,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from ppcd_tf import files
 from ppcd_tf import images as images_lib
 from ppcd_tf import metrics
 
@@ -97,11 +98,9 @@ def _load_cached(path: str, key: Dict[str, Any]) -> Optional[ReferenceStats]:
 
 
 def _save_cached(path: str, key: Dict[str, Any], ref: ReferenceStats) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}.npz"
-  np.savez(tmp, key=np.array(json.dumps(key, sort_keys=True)), mu=ref.mu,
-           sigma=ref.sigma, features=ref.features, labels=ref.labels)
-  os.replace(tmp, path)
+  files.write_atomically(path, lambda tmp: np.savez(
+      tmp, key=np.array(json.dumps(key, sort_keys=True)), mu=ref.mu,
+      sigma=ref.sigma, features=ref.features, labels=ref.labels))
 
 
 def reference_stats(extractor, data_cfg, model_cfg, cache_dir: Optional[str],

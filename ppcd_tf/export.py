@@ -740,11 +740,10 @@ def export_tflite(generator, out_path: str, quantize: str = "none",
   if quantize == "none":
     _check_float_match(check, f"TFLite {out_path}")
 
-  os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-  tmp = f"{out_path}.tmp-{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(model)
-  os.replace(tmp, out_path)
+  def write(tmp: str) -> None:
+    with open(tmp, "wb") as f:
+      f.write(model)
+  checkpoints.write_atomically(out_path, write)
   report = {
       "format": "tflite", "quantization": quantize,
       "quantization_details": dict(analysis, description=_QUANT_DOC[quantize]),

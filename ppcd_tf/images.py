@@ -3,10 +3,11 @@
 Images are float NHWC in [-1, 1] (1 or 3 channels); grids are uint8 HxWx3.
 """
 
-import os
 from typing import Optional
 
 import numpy as np
+
+from ppcd_tf import files
 
 __all__ = ["to_uint8", "make_grid", "save_png", "save_grid"]
 
@@ -45,11 +46,8 @@ def make_grid(images, rows: Optional[int] = None, pad: int = 2) -> np.ndarray:
 def save_png(array: np.ndarray, path: str) -> str:
   """Writes a uint8 HxWx3 array as PNG atomically (temp file, then rename)."""
   from PIL import Image
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  Image.fromarray(array).save(tmp, format="PNG")
-  os.replace(tmp, path)
-  return path
+  return files.write_atomically(
+      path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
 def save_grid(images, path: str, rows: Optional[int] = None) -> str:

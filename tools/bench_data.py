@@ -34,6 +34,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from ppcd_tf import files
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FLAGS = flags.FLAGS
@@ -201,12 +203,7 @@ def main(argv):
                     seed=FLAGS.seed),
       cases=cases)
   out = FLAGS.out if os.path.isabs(FLAGS.out) else os.path.join(REPO, FLAGS.out)
-  os.makedirs(os.path.dirname(out), exist_ok=True)
-  tmp = f"{out}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(result, f, indent=2)
-    f.write("\n")
-  os.replace(tmp, out)
+  files.write_json_atomic(out, result)
   log(f"wrote {out}")
 
 

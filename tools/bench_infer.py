@@ -313,14 +313,6 @@ def _markdown(report: Dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def _write_text_atomic(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def _validate() -> Dict[str, Any]:
   have_paths = bool(FLAGS.teacher or FLAGS.slim)
   if have_paths and not (FLAGS.teacher and FLAGS.slim):
@@ -401,7 +393,7 @@ def main(argv):
       report["flagfiles"] = [a.split("=", 1)[1] for a in sys.argv[1:]
                              if a.startswith("--flagfile=")]
     checkpoints.write_json_atomic(_repo_path(FLAGS.out_json), report)
-    _write_text_atomic(_repo_path(FLAGS.out_md), _markdown(report))
+    checkpoints.write_text_atomic(_repo_path(FLAGS.out_md), _markdown(report))
     for variant, per in ratios.items():
       _log(f"slim/teacher latency {variant}: " +
            ", ".join(f"batch {b}: {v:.2f}x" for b, v in per.items()))
