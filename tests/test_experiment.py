@@ -80,6 +80,27 @@ class ConfigTest(absltest.TestCase):
         for field in ("lambda_att", "lambda_cam", "lambda_pix"):
           self.assertEqual(getattr(d, field) == 0, field in off, f"{name} {field}")
 
+  def test_other_seed_shares_the_teacher_and_repeats_the_students(self):
+    root = tempfile.mkdtemp()
+    res = os.path.join(root, "results")
+    exp = experiment.Experiment(root, "configs/tiny_test.cfg", res, num_samples=20,
+                                latency_repeats=3, student_steps=10, seed=3)
+    main = _experiment(root, res)
+    self.assertEqual(exp.results_dir, os.path.join(res, "seed3"))
+    teacher = exp.config_for(experiment.RUNS["teacher"])
+    self.assertEqual(teacher.run.workdir, os.path.join(root, "teacher"))
+    self.assertEqual(teacher.run.seed, main.config_for(experiment.RUNS["teacher"]).run.seed)
+    self.assertEqual(exp._result_path("teacher"), os.path.join(res, "teacher.json"))
+    student = exp.config_for(experiment.RUNS["ppcd_t70"])
+    self.assertEqual(student.run.seed, 3)
+    self.assertEqual(student.run.workdir, os.path.join(root, "seed3", "ppcd_t70"))
+    self.assertEqual(student.distill.teacher_dir, os.path.join(root, "teacher"))
+    self.assertEqual(exp._result_path("ppcd_t70"), os.path.join(res, "seed3", "ppcd_t70.json"))
+    # Apart from seed and workdir, the repeat is the main run's config.
+    main_cfg = main.config_for(experiment.RUNS["ppcd_t70"])
+    self.assertEqual(student.replace(run=dict(seed=main_cfg.run.seed,
+                                              workdir=main_cfg.run.workdir)), main_cfg)
+
   def test_registry_order_and_dependencies(self):
     names = list(experiment.RUNS)
     self.assertEqual(names[:2], ["teacher", "ppcd_t81"])  # the main comparison first
@@ -131,6 +152,32 @@ class ReportTest(absltest.TestCase):
     self.assertIn("**not decided yet**", text)
     self.assertIn("Not yet run", text)
     self.assertIn(experiment.RUNS["magnitude"].label, text)
+    self.assertNotIn("Training seed", text)
+
+  def test_seed_table(self):
+    root = tempfile.mkdtemp()
+    res = os.path.join(root, "results")
+    for seed, results in ((0, [_result("teacher", 20.0, params=10000),
+                               _result("ppcd_t81", 21.0), _result("ppcd_t70", 40.0),
+                               _result("magnitude", 10.0)]),
+                          (1, [_result("ppcd_t70", 20.0), _result("ppcd_t81", 23.0)]),
+                          (2, [_result("ppcd_t70", 30.0)])):
+      folder = os.path.join(res, f"seed{seed}") if seed else res
+      os.makedirs(folder, exist_ok=True)
+      for r in results:
+        with open(os.path.join(folder, r["name"] + ".json"), "w") as f:
+          json.dump(r, f)
+    md = os.path.join(root, "RESULTS.md")
+    _experiment(root, res).write_results_md(md, "cmd")
+    with open(md) as f:
+      text = f.read()
+    self.assertIn("| run | seed 0 | seed 1 | seed 2 | mean ± sd |", text)
+    # sd with ddof=1: ppcd_t81 {21, 23} -> 1.41; ppcd_t70 {40, 20, 30} -> 10.00.
+    self.assertIn("| ppcd_t81 | 21.00 | 23.00 |  | 22.00 ± 1.41 |", text)
+    self.assertIn("| ppcd_t70 | 40.00 | 20.00 | 30.00 | 30.00 ± 10.00 |", text)
+    self.assertNotIn("| magnitude | 10.00 |", text.split("## Training seed")[1])
+    # The main table and goal still come from seed 0 only.
+    self.assertIn("PPCD's FID is 21.00", text)
 
 
 class EndToEndTest(absltest.TestCase):

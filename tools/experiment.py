@@ -31,6 +31,10 @@ On a machine with cores to spare, two processes can share one root when their
 `--only=magnitude,no_distill,scratch,distill_slim` next to
 `--only=no_att,no_cam,no_pix,ppcd_t50,ppcd_t70,ppcd_t90`; finish with
 `--report_only`.
+
+`--seed=N` (N > 0) repeats runs with another training seed against the same teacher,
+classifier and evaluation samples, under WORKDIR/seed<N>/ and RESULTS/seed<N>/;
+RESULTS.md then shows each repeated run's FID by seed, mean and standard deviation.
 """
 
 from __future__ import annotations
@@ -66,6 +70,12 @@ def _define_flags():
       "the pruning schedule is scaled to it (begin 5%, end 60%, 20 events). The two "
       "slim-architecture-from-scratch baselines get teacher + student steps. 0 = the "
       "flagfile's --num_steps.", lower_bound=0)
+  flags.DEFINE_integer(
+      "seed", 0, "Training seed of every run except the teacher and the classifier, "
+      "which all seeds share. 0 is the main experiment (WORKDIR/<run>, "
+      "RESULTS/<run>.json); another seed repeats runs under WORKDIR/seed<N>/ and "
+      "RESULTS/seed<N>/, and RESULTS.md gains a table of FID by seed (use --only to pick "
+      "the runs to repeat).", lower_bound=0)
 
 
 TARGETS = (0.5, 0.7, 0.81, 0.9)
@@ -114,24 +124,22 @@ def _registry() -> List[Run]:
 RUNS = {r.name: r for r in _registry()}
 
 
-def _write_text(path: str, text: str) -> None:
-  with open(path, "w") as f:
-    f.write(text)
-
-
 class Experiment:
   """Runs and evaluates the registry's runs under one root directory."""
 
   def __init__(self, root: str, config_path: str, results_dir: str, num_samples: int,
-               latency_repeats: int, classifier_epochs: int = 10, student_steps: int = 0):
+               latency_repeats: int, classifier_epochs: int = 10, student_steps: int = 0,
+               seed: int = 0):
     from ppcd_tf import flags as ppcd_flags
-    self.root, self.results_dir = root, results_dir
+    self.root, self.seed, self.main_results_dir = root, seed, results_dir
+    # Seed 0 is the main experiment; other seeds repeat runs in their own folders.
+    self.results_dir = results_dir if seed == 0 else os.path.join(results_dir, f"seed{seed}")
     self.config_path = config_path
     self.base = ppcd_flags.parse_flagfile(config_path)
     self.num_samples, self.latency_repeats = num_samples, latency_repeats
     self.classifier_epochs = classifier_epochs
     self.student_steps = student_steps or self.base.optim.num_steps
-    os.makedirs(results_dir, exist_ok=True)
+    os.makedirs(self.results_dir, exist_ok=True)
 
   def _student_schedule(self) -> Dict:
     n = self.student_steps
@@ -150,15 +158,22 @@ class Experiment:
     c = report["slim_channels"]
     return (c["stem"],) + tuple(c["mid"]) + tuple(c["out"])
 
+  def _shared(self, name: str) -> bool:
+    """The teacher is trained once (seed 0) and shared by every seed's students."""
+    return self.seed == 0 or name == "teacher"
+
   def workdir(self, name: str) -> str:
-    return os.path.join(self.root, name)
+    if self._shared(name):
+      return os.path.join(self.root, name)
+    return os.path.join(self.root, f"seed{self.seed}", name)
 
   @property
   def extractor(self) -> str:
     return "classifier:" + os.path.join(self.root, "classifier")
 
   def _result_path(self, name: str) -> str:
-    return os.path.join(self.results_dir, f"{name}.json")
+    folder = self.main_results_dir if self._shared(name) else self.results_dir
+    return os.path.join(folder, f"{name}.json")
 
   # -------------------------------------------------------------- stages
   def classifier(self) -> None:
@@ -167,6 +182,12 @@ class Experiment:
                                os.path.join(self.root, "classifier"), self.classifier_epochs)
 
   def config_for(self, run: Run):
+    cfg = self._config_for(run)
+    if not self._shared(run.name):
+      cfg = cfg.replace(run=dict(seed=self.seed))
+    return cfg
+
+  def _config_for(self, run: Run):
     wd = self.workdir(run.name)
     if run.kind == "teacher":
       return self.base.replace(run=dict(workdir=wd, mode="teacher"))
@@ -239,7 +260,7 @@ class Experiment:
         fid=ev["fid"], kid_mean=ev["kid_mean"], kid_std=ev["kid_std"],
         intra_fid=ev.get("intra_fid"), is_mean=ev["is_mean"],
         class_accuracy=ev.get("class_accuracy"), num_samples=ev["num_samples"],
-        seed=ev["seed"], tflite_fp32_kib=exp["file_size_bytes"] / 1024,
+        seed=ev["seed"], train_seed=self.seed, tflite_fp32_kib=exp["file_size_bytes"] / 1024,
         tflite_latency_ms=exp["latency_ms_batch1"],
         train_steps=summary.get("step"), train_wall_seconds=summary.get("wall_seconds"),
         live_fraction=summary.get("live_fraction"),
@@ -296,8 +317,8 @@ class Experiment:
           f"{r['kid_mean']:.3f} ± {r['kid_std']:.3f} | "
           f"{r['intra_fid']:.2f} | {r['class_accuracy']:.3f} | "
           f"{r['tflite_latency_ms']:.2f} |")
-    checkpoints.write_atomically(os.path.join(self.results_dir, "RESULTS_table.md"),
-                      lambda tmp: _write_text(tmp, "\n".join(lines) + "\n"))
+    checkpoints.write_text_atomic(os.path.join(self.results_dir, "RESULTS_table.md"),
+                                  "\n".join(lines) + "\n")
     self._plot(results)
     self._side_by_side(results)
     return results
@@ -342,7 +363,7 @@ class Experiment:
         "(1 - target) of its channels), the two baselines that train PPCD's slim "
         "architecture from scratch (with and without distillation) train teacher + "
         "student steps. Metrics: "
-        f"{next(iter(by.values()))['num_samples'] if by else '?'} samples, seed 0, "
+        f"{next(iter(by.values()))['num_samples'] if by else '?'} samples (latent seed 0), training seed 0, "
         "features of the mnist5k classifier (`ppcd_tf.train_classifier`), so FID/KID "
         "are not comparable with Inception-based numbers. TFLite latency: fp32, batch 1, "
         "LiteRT, median on the same shared 2-core machine (noisy; see "
@@ -399,9 +420,45 @@ class Experiment:
     lines += ["## Wall times", "", "| run | steps | training wall s |", "|---|---|---|"]
     for r in results:
       lines.append(f"| {r['label']} | {r.get('train_steps')} | {r.get('train_wall_seconds')} |")
-    text = "\n".join(lines) + "\n"
-    checkpoints.write_atomically(path, lambda tmp: _write_text(tmp, text))
+    lines += self._seed_table(by)
+    checkpoints.write_text_atomic(path, "\n".join(lines) + "\n")
     return path
+
+  def _seed_results(self) -> Dict[int, Dict[str, Dict]]:
+    """{seed: {run name: result}} of the repeats under RESULTS/seed<N>/."""
+    out = {}
+    folder = self.main_results_dir
+    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+      if entry.startswith("seed") and entry[4:].isdigit():
+        runs = {n: json.load(open(os.path.join(folder, entry, f"{n}.json")))
+                for n in RUNS if os.path.exists(os.path.join(folder, entry, f"{n}.json"))}
+        if runs:
+          out[int(entry[4:])] = runs
+    return out
+
+  def _seed_table(self, by: Dict[str, Dict]) -> List[str]:
+    """RESULTS.md section: FID of every repeated run at each training seed."""
+    import numpy as np
+    repeats = self._seed_results()
+    names = [n for n in RUNS if n in by and any(n in runs for runs in repeats.values())]
+    if not names:
+      return []
+    seeds = sorted(repeats)
+    lines = ["", "## Training seed", "",
+             "The runs above use training seed 0. Runs repeated with other seeds "
+             "(`--seed=N`; same teacher, classifier and evaluation samples), FID:", "",
+             "| run | " + " | ".join(f"seed {s}" for s in [0] + seeds) + " | mean ± sd |",
+             "|---|" + "---|" * (len(seeds) + 2)]
+    for n in names:
+      fids = [by[n]["fid"]] + [repeats[s][n]["fid"] if n in repeats[s] else None
+                               for s in seeds]
+      have = [f for f in fids if f is not None]
+      cells = " | ".join("" if f is None else f"{f:.2f}" for f in fids)
+      lines.append(f"| {by[n]['label']} | {cells} | "
+                   f"{np.mean(have):.2f} ± {np.std(have, ddof=1):.2f} |")
+    lines += ["", "Repeats: the command above plus `--seed=N --only=<runs>`; their result "
+              f"files are in `{os.path.basename(self.main_results_dir)}/seed<N>/`."]
+    return lines
 
   def _plot(self, results: List[Dict]) -> None:
     from ppcd_tf import checkpoints
@@ -436,16 +493,19 @@ def main(argv):
   from ppcd_tf import cli_errors
   f = flags.FLAGS
   with cli_errors.friendly_errors():
-    exp = Experiment(f.workdir, f.config, f.results, f.num_samples, f.latency_repeats,
-                     f.classifier_epochs, f.student_steps)
+    args = (f.workdir, f.config, f.results, f.num_samples, f.latency_repeats,
+            f.classifier_epochs, f.student_steps)
+    exp = Experiment(*args, seed=f.seed)
     if not f.report_only:
       exp.run(f.only or None)
     command = (f"python -m tools.experiment --workdir={f.workdir} --config={f.config} "
                f"--student_steps={f.student_steps} --num_samples={f.num_samples}")
-    exp.write_results_md(f.results_md, command)
-    results = json.load(open(os.path.join(f.results, "results.json")))
-  print(open(os.path.join(f.results, "RESULTS_table.md")).read())
-  print(f"{len(results)} runs; results in {f.results}")
+    # RESULTS.md is always the main (seed 0) report, with the other seeds' table.
+    main_exp = exp if f.seed == 0 else Experiment(*args)
+    main_exp.write_results_md(f.results_md, command)
+    results = json.load(open(os.path.join(exp.results_dir, "results.json")))
+  print(open(os.path.join(exp.results_dir, "RESULTS_table.md")).read())
+  print(f"{len(results)} runs; results in {exp.results_dir}")
 
 
 if __name__ == "__main__":
