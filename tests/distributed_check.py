@@ -6,10 +6,25 @@
   python tests/distributed_check.py multi_worker WORKDIR  (with TF_CONFIG set)
       one worker of a MultiWorkerMirroredStrategy run of the tiny teacher.
 """
+import ctypes
 import json
 import os
+import signal
 import sys
 
+
+def _die_with_parent():
+  """Linux: SIGKILL this process when the test process that started it dies, so an
+  interrupted pytest leaves no multi-worker processes waiting on each other."""
+  try:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+  except OSError:
+    return
+  pr_set_pdeathsig = 1
+  libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+_die_with_parent()
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
