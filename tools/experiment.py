@@ -468,19 +468,25 @@ class Experiment:
     teacher = next((r for r in results if r["kind"] == "teacher"), None)
     if teacher is None:
       return
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     ppcd = sorted((r for r in results if r["name"].startswith("ppcd_t")),
                   key=lambda r: r["params"])
     if ppcd:
       ax.plot([r["params"] / teacher["params"] for r in ppcd], [r["fid"] for r in ppcd],
-              "o-", label="PPCD")
+              "o-", label="PPCD" + (" (seed 0)" if self.seed == 0 else ""))
+    repeats = [r for runs in self._seed_results().values() for r in runs.values()
+               if r["name"].startswith("ppcd_t")] if self.seed == 0 else []
+    if repeats:
+      ax.plot([r["params"] / teacher["params"] for r in repeats],
+              [r["fid"] for r in repeats], "o", mfc="none", color="C0",
+              label="PPCD, other training seeds")
     for r in results:
       if r["name"] in BASELINES:
         ax.plot(r["params"] / teacher["params"], r["fid"], "s", label=r["label"])
     ax.axhline(teacher["fid"], color="gray", ls="--", label="teacher")
     ax.set_xlabel("generator parameters kept (fraction of teacher)")
     ax.set_ylabel(f"FID ({teacher['num_samples']} samples, classifier features)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the points
     fig.tight_layout()
     checkpoints.write_atomically(os.path.join(self.results_dir, "fid_vs_params.png"),
                       lambda tmp: fig.savefig(tmp, dpi=120))
