@@ -9,7 +9,7 @@ import numpy as np
 
 from ppcd_tf import files
 
-__all__ = ["to_uint8", "make_grid", "save_png", "save_grid"]
+__all__ = ["to_uint8", "make_grid", "save_png", "save_grid", "save_side_by_side"]
 
 
 def to_uint8(images) -> np.ndarray:
@@ -53,3 +53,21 @@ def save_png(array: np.ndarray, path: str) -> str:
 def save_grid(images, path: str, rows: Optional[int] = None) -> str:
   """`make_grid` then `save_png`. Returns the path."""
   return save_png(make_grid(images, rows=rows), path)
+
+
+def save_side_by_side(panels, path: str, dpi: int = 150) -> str:
+  """One PNG with the PNG files `panels` = [(png_path, title), ...] in a row, titled."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.image as mpimg
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.2), squeeze=False)
+  for ax, (png, title) in zip(axes[0], panels):
+    ax.imshow(mpimg.imread(png))
+    ax.set_title(title, fontsize=6)
+    ax.axis("off")
+  fig.tight_layout()
+  try:
+    return files.write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+  finally:
+    plt.close(fig)

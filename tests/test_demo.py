@@ -28,6 +28,8 @@ class DemoTest(absltest.TestCase):
       self.assertGreater(report["tflite_latency_ms_batch1"][name], 0)
       grid = Image.open(report["grids"][name])
       self.assertEqual(grid.size, (8 * 34 + 2, 10 * 34 + 2))
+    side = Image.open(report["grids"]["side_by_side"])
+    self.assertGreater(side.size[0], 2 * side.size[1])  # the three grids in a row
     for who in ("teacher", "student_slim"):
       self.assertGreater(report[who]["fid"], 0)
     self.assertIn("| PPCD slim (int8) |", report["table"])

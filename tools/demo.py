@@ -103,6 +103,10 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
     path = os.path.join(edir, f"{name}.tflite")
     grid = export.sample_class_grid(export.open_generator(path), classes, 8, seed=0)
     grids[name] = images.save_grid(grid, os.path.join(sdir, f"{name}.png"), rows=len(classes))
+  titles = {"teacher_fp32": "teacher (TFLite fp32)", "slim_fp32": "PPCD slim (TFLite fp32)",
+            "slim_int8": "PPCD slim (TFLite int8)"}
+  grids["side_by_side"] = images.save_side_by_side(
+      [(grids[n], titles[n]) for n in exports], os.path.join(sdir, "side_by_side.png"))
   _done(s, " ".join(grids.values()))
 
   s = _stage(7, f"evaluate teacher and slim student ({num_samples} samples each)")
@@ -140,8 +144,8 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
       "classifier_test_accuracy": acc, "grids": grids, "table": table,
   }
   checkpoints.write_json_atomic(os.path.join(workdir, "demo_report.json"), result)
-  with open(os.path.join(workdir, "demo_report.md"), "w") as f:
-    f.write(f"# PPCD demo ({config_path})\n\n{table}\n")
+  checkpoints.write_text_atomic(os.path.join(workdir, "demo_report.md"),
+                                f"# PPCD demo ({config_path})\n\n{table}\n")
   print(table)
   print(f"\nParameters removed: {report['param_reduction']:.1%}; "
         f"FID teacher {ev_teacher['fid']:.2f} vs slim student {ev_student['fid']:.2f} "

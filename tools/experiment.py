@@ -325,27 +325,14 @@ class Experiment:
 
   def _side_by_side(self, results: List[Dict]) -> None:
     """grids_side_by_side.png: the teacher, PPCD at the main target and the baselines."""
-    from ppcd_tf import checkpoints
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.image as mpimg
-    import matplotlib.pyplot as plt
+    from ppcd_tf import images
     order = ["teacher", MAIN_RUN, *BASELINES]
     by = {r["name"]: r for r in results}
-    shown = [n for n in order if n in by and os.path.exists(
-        os.path.join(self.results_dir, "grids", f"{n}.png"))]
-    if not shown:
-      return
-    fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], shown):
-      r = by[name]
-      ax.imshow(mpimg.imread(os.path.join(self.results_dir, "grids", f"{name}.png")))
-      ax.set_title(f"{r['label']}\nFID {r['fid']:.1f}, {r['params']:,} params", fontsize=6)
-      ax.axis("off")
-    fig.tight_layout()
-    checkpoints.write_atomically(os.path.join(self.results_dir, "grids_side_by_side.png"),
-                      lambda tmp: fig.savefig(tmp, dpi=150))
-    plt.close(fig)
+    grid = lambda n: os.path.join(self.results_dir, "grids", f"{n}.png")
+    panels = [(grid(n), f"{by[n]['label']}\nFID {by[n]['fid']:.1f}, {by[n]['params']:,} params")
+              for n in order if n in by and os.path.exists(grid(n))]
+    if panels:
+      images.save_side_by_side(panels, os.path.join(self.results_dir, "grids_side_by_side.png"))
 
   def write_results_md(self, path: str, command: str) -> str:
     """docs/RESULTS.md from the result files: every number comes from a run's JSON."""
