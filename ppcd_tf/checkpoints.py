@@ -45,7 +45,7 @@ import tensorflow as tf
 from absl import logging
 
 from ppcd_tf import config as config_lib
-from ppcd_tf.files import write_atomically, write_json_atomic, write_text_atomic  # noqa: F401  (re-exported)
+from ppcd_tf.files import write_atomically, write_json_atomic  # noqa: F401  (re-exported)
 
 __all__ = [
     "CheckpointError", "config_path", "checkpoint_dir", "write_json_atomic", "write_atomically",

@@ -51,6 +51,7 @@ import numpy as np
 import tensorflow as tf
 
 from ppcd_tf import checkpoints
+from ppcd_tf import files
 from ppcd_tf import export
 from ppcd_tf import flags as ppcd_flags
 from ppcd_tf import flops
@@ -393,7 +394,7 @@ def main(argv):
       report["flagfiles"] = [a.split("=", 1)[1] for a in sys.argv[1:]
                              if a.startswith("--flagfile=")]
     checkpoints.write_json_atomic(_repo_path(FLAGS.out_json), report)
-    checkpoints.write_text_atomic(_repo_path(FLAGS.out_md), _markdown(report))
+    files.write_text_atomic(_repo_path(FLAGS.out_md), _markdown(report))
     for variant, per in ratios.items():
       _log(f"slim/teacher latency {variant}: " +
            ", ".join(f"batch {b}: {v:.2f}x" for b, v in per.items()))

@@ -55,7 +55,7 @@ def _done(start: float, what: str) -> None:
 def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
              latency_repeats: int = 30, classifier_epochs: int = 10, extra_flags=()):
   """Runs every stage (see the module docstring); returns the report dict."""
-  from ppcd_tf import checkpoints, evaluate, export, images, pipeline, slim, train_lib
+  from ppcd_tf import checkpoints, evaluate, export, files, images, pipeline, slim, train_lib
 
   t0 = time.time()
   base = ppcd_flags.parse_flagfile(config_path, list(extra_flags))
@@ -144,7 +144,7 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
       "classifier_test_accuracy": acc, "grids": grids, "table": table,
   }
   checkpoints.write_json_atomic(os.path.join(workdir, "demo_report.json"), result)
-  checkpoints.write_text_atomic(os.path.join(workdir, "demo_report.md"),
+  files.write_text_atomic(os.path.join(workdir, "demo_report.md"),
                                 f"# PPCD demo ({config_path})\n\n{table}\n")
   print(table)
   print(f"\nParameters removed: {report['param_reduction']:.1%}; "

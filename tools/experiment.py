@@ -302,7 +302,7 @@ class Experiment:
 
   # -------------------------------------------------------------- outputs
   def write_summary(self) -> List[Dict]:
-    from ppcd_tf import checkpoints
+    from ppcd_tf import checkpoints, files
     results = []
     for name in RUNS:
       path = self._result_path(name)
@@ -317,7 +317,7 @@ class Experiment:
           f"{r['kid_mean']:.3f} ± {r['kid_std']:.3f} | "
           f"{r['intra_fid']:.2f} | {r['class_accuracy']:.3f} | "
           f"{r['tflite_latency_ms']:.2f} |")
-    checkpoints.write_text_atomic(os.path.join(self.results_dir, "RESULTS_table.md"),
+    files.write_text_atomic(os.path.join(self.results_dir, "RESULTS_table.md"),
                                   "\n".join(lines) + "\n")
     self._plot(results)
     self._side_by_side(results)
@@ -336,7 +336,7 @@ class Experiment:
 
   def write_results_md(self, path: str, command: str) -> str:
     """docs/RESULTS.md from the result files: every number comes from a run's JSON."""
-    from ppcd_tf import checkpoints
+    from ppcd_tf import files
     results = self.write_summary()
     by = {r["name"]: r for r in results}
     rel = os.path.relpath(self.results_dir, os.path.dirname(os.path.abspath(path)))
@@ -408,7 +408,7 @@ class Experiment:
     for r in results:
       lines.append(f"| {r['label']} | {r.get('train_steps')} | {r.get('train_wall_seconds')} |")
     lines += self._seed_table(by)
-    checkpoints.write_text_atomic(path, "\n".join(lines) + "\n")
+    files.write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
   def _seed_results(self) -> Dict[int, Dict[str, Dict]]:
