@@ -247,6 +247,22 @@ class BlockTest(parameterized.TestCase):
         layers.upsample_nearest_2x(x).numpy()[0, :, :, 0],
         [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
 
+  def test_upsample_nearest_equals_resize_with_unknown_shapes(self):
+    # The concat/reshape form must equal tf.image.resize "nearest", value and
+    # gradient, also traced with unknown batch / spatial sizes.
+    x = tf.random.normal([3, 5, 4, 7])
+    want = tf.image.resize(x, [10, 8], method="nearest")
+    traced = tf.function(layers.upsample_nearest_2x, input_signature=[
+        tf.TensorSpec([None, None, None, 7], tf.float32)])
+    np.testing.assert_array_equal(traced(x).numpy(), want.numpy())
+    w = tf.random.normal([3, 10, 8, 7])
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(x)
+      ours = tf.reduce_sum(layers.upsample_nearest_2x(x) * w)
+      ref = tf.reduce_sum(tf.image.resize(x, [10, 8], method="nearest") * w)
+    np.testing.assert_allclose(tape.gradient(ours, x).numpy(),
+                               tape.gradient(ref, x).numpy(), rtol=1e-6, atol=1e-6)
+
 
 if __name__ == "__main__":
   absltest.main()

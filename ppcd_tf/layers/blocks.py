@@ -47,10 +47,24 @@ from ppcd_tf.layers.spectral_norm import SNConv2D
 __all__ = ["PPResBlock", "DBlock", "upsample_nearest_2x", "downsample_avg_2x"]
 
 
+def _dims(x: tf.Tensor):
+  """NHWC sizes: Python ints where static, scalar tensors where not."""
+  dynamic = tf.shape(x)
+  return [d if d is not None else dynamic[i] for i, d in enumerate(x.shape.as_list())]
+
+
 def upsample_nearest_2x(x: tf.Tensor) -> tf.Tensor:
-  """Nearest-neighbour 2x upsampling of an NHWC tensor (F.interpolate, scale 2)."""
-  shape = tf.shape(x)
-  return tf.image.resize(x, [2 * shape[1], 2 * shape[2]], method="nearest")
+  """Nearest-neighbour 2x upsampling of an NHWC tensor (F.interpolate, scale 2).
+
+  Written as two concat + reshape pairs instead of `tf.image.resize(..., "nearest")`:
+  equal in value (tested), but XLA has a CPU kernel for every op here and none for
+  the gradient of ResizeNearestNeighbor, and CONCATENATION / RESHAPE are plain
+  int8 TFLite ops. Concatenating x with itself on the channel axis and reading
+  [W, 2C] as [2W, C] repeats every pixel along W; the same on W repeats rows.
+  """
+  b, h, w, c = _dims(x)
+  x = tf.reshape(tf.concat([x, x], axis=-1), [b, h, 2 * w, c])
+  return tf.reshape(tf.concat([x, x], axis=2), [b, 2 * h, 2 * w, c])
 
 
 def downsample_avg_2x(x: tf.Tensor) -> tf.Tensor:
