@@ -138,14 +138,35 @@ class MagnitudePruningTrainer(Trainer):
       self.G_ema((z, y), training=False)
     for w in self.wrappers + self.ema_wrappers:
       w.pruning_step.assign(1)
+    if cfg.run.jit_compile:
+      # tfmot's mask update is a `merge_call`, which cannot run inside the
+      # XLA-compiled per-replica gradient function: there it is a no-op, and
+      # `_prune_before_step` runs the real one eagerly before the step instead.
+      for wrapper in self.wrappers:
+        obj = wrapper.pruning_obj
+        obj.eager_mask_update = obj.conditional_mask_update
+        obj.conditional_mask_update = tf.no_op
     # The wrapped generators list extra (mask, threshold, step) variables: pair them
     # again; masks and steps are copied to the EMA generator, kernels averaged.
     self._pair_ema_variables()
 
   def _prune_before_step(self, step: int, events) -> None:
     """tfmot updates the masks inside training step `s` when `s` is one of the
-    schedule's pruning steps; the EMA restarts right after, as for PPCD's events."""
+    schedule's pruning steps; the EMA restarts right after, as for PPCD's events.
+
+    With --jit_compile the update runs eagerly just before step `s`, evaluated at
+    the `pruning_step` the in-graph update of step `s` sees (the one step `s`
+    ends on, after its d_steps + 1 training calls), so the turns are the same.
+    """
     del events
+    if self.cfg.run.jit_compile:
+      calls = self.cfg.optim.d_steps + 1
+      with self.strategy.scope():
+        for wrapper in self.wrappers:
+          start = wrapper.pruning_step.read_value()
+          wrapper.pruning_step.assign(start + calls)
+          wrapper.pruning_obj.eager_mask_update()
+          wrapper.pruning_step.assign(start)
     p = self.cfg.pruning
     prev = step - 1
     if p.begin_step <= prev <= p.end_step and (prev - p.begin_step) % p.frequency == 0:

@@ -23,6 +23,7 @@ __all__ = [
 MODES = ("teacher", "ppcd")
 STRATEGIES = ("mirrored", "multi_worker", "one_device", "tpu")
 SCHEDULES = ("polynomial", "constant")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # ppcd_tf.precision
 
 
 class ConfigError(ValueError):
@@ -277,9 +278,13 @@ class RunConfig:
   stats_dir: str = "runs/reference_stats"
   keep_checkpoints: int = 3
   truncation: float = 0.0           # 0 = none; t > 0 redraws latent entries with |z| > t
+  precision: str = "float32"        # float32 | mixed_bfloat16 | mixed_float16 (ppcd_tf.precision)
+  jit_compile: bool = False         # XLA for the train steps and evaluation sampling
 
   def validate(self) -> None:
     _check(bool(self.workdir), "workdir is empty; pass --workdir=DIR.")
+    _check(self.precision in PRECISIONS,
+           f"precision={self.precision!r} must be one of {PRECISIONS}.")
     _check(self.mode in MODES, f"mode={self.mode!r} must be one of {MODES}.")
     _check(self.strategy in STRATEGIES,
            f"strategy={self.strategy!r} must be one of {STRATEGIES}.")

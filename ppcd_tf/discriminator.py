@@ -82,10 +82,13 @@ class Discriminator(DummyCallBuildMixin, tf_keras.Model):
                downsample=layout.downsample[i], preactivation=i > 0,
                attention=layout.attention[i], name=f"block{i}", **blocks_sn)
         for i in range(len(layout.out_channels))]
+    # The projection head runs in float32 under a mixed policy (the output layer,
+    # as the Keras mixed-precision guide advises): logits and CAMs keep full precision.
     self.linear = SNDense(1, name="linear", kernel_initializer=kernel_initializer(init),
-                          **sn)
+                          dtype="float32", **sn)
     self.embed = SNEmbedding(cfg.num_classes, layout.out_channels[-1], name="embed",
-                             embeddings_initializer=kernel_initializer(init), **sn)
+                             embeddings_initializer=kernel_initializer(init),
+                             dtype="float32", **sn)
 
   @property
   def model_cfg(self) -> ModelConfig:
@@ -93,7 +96,7 @@ class Discriminator(DummyCallBuildMixin, tf_keras.Model):
 
   def features(self, x, training=False) -> tf.Tensor:
     """Last feature map before the head's ReLU, [B, h, w, C]."""
-    h = tf.convert_to_tensor(x, tf.float32)
+    h = tf.cast(x, self.compute_dtype)  # float32 unless a mixed policy is active
     for block in self.blocks:
       h = block(h, training=training)
     return h
@@ -101,7 +104,8 @@ class Discriminator(DummyCallBuildMixin, tf_keras.Model):
   def call(self, inputs, training=None):
     x, y = inputs
     y = tf.cast(tf.reshape(y, [-1]), tf.int32)
-    h = tf.reduce_sum(tf.nn.relu(self.features(x, training=training)), axis=[1, 2])
+    f = tf.cast(tf.nn.relu(self.features(x, training=training)), tf.float32)
+    h = tf.reduce_sum(f, axis=[1, 2])
     logits = tf.squeeze(self.linear(h, training=training), axis=-1)
     return logits + tf.reduce_sum(self.embed(y, training=training) * h, axis=-1)
 
@@ -112,7 +116,7 @@ class Discriminator(DummyCallBuildMixin, tf_keras.Model):
     """
     x, y = inputs
     y = tf.cast(tf.reshape(y, [-1]), tf.int32)
-    f = tf.nn.relu(self.features(x, training=training))
+    f = tf.cast(tf.nn.relu(self.features(x, training=training)), tf.float32)
     e = self.embed(y, training=training)
     return tf.einsum("bhwc,bc->bhw", f, e)
 

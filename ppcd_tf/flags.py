@@ -185,6 +185,17 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                      "BigGAN truncation trick for sample grids and evaluation: latent "
                      "entries with |z| > t are redrawn. 0 = no truncation; 0.5 is strong.",
                      **m)
+  flags.DEFINE_enum("precision", rd.precision, list(config_lib.PRECISIONS),
+                    "Training compute dtype (Keras mixed-precision policy): 'float32'; "
+                    "'mixed_bfloat16' (bfloat16 convs/matmuls, float32 variables, no loss "
+                    "scaling: Ampere+ GPUs, TPUs, CPUs with AMX-BF16); 'mixed_float16' "
+                    "(float16 with dynamic loss scaling, older GPUs). Spectral norm, BN "
+                    "statistics, attention softmax, losses, EMA and checkpoints stay "
+                    "float32.", **m)
+  flags.DEFINE_bool("jit_compile", rd.jit_compile,
+                    "Compile the train steps' forward and backward passes and evaluation "
+                    "sampling with XLA (docs/bench/bench_train.json has the CPU "
+                    "measurement behind the default).", **m)
   for group in GROUPS:  # `--help` lists flags alphabetically: show each one's group
     for flag in fv.get_flags_for_module(_g(group)):
       flag.help = f"[{group}] {flag.help}"
@@ -275,7 +286,7 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           eval_every=f.eval_every, eval_extractor=f.eval_extractor,
           eval_num_samples=f.eval_num_samples, stats_dir=f.stats_dir,
           keep_checkpoints=f.keep_checkpoints,
-          truncation=f.truncation))
+          truncation=f.truncation, precision=f.precision, jit_compile=f.jit_compile))
   return cfg.validate()
 
 

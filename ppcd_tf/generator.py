@@ -202,7 +202,10 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
                    mask_initial_score=mask_initial_score, name=f"block{i}", **sn)
         for i in range(layout.num_blocks)]
     self.final_bn = batch_norm(cfg.bn_eps, affine=True, name="final_bn")
-    self.final_conv = SNConv2D(cfg.image_channels, 3, name="final_conv", **sn)
+    # The RGB conv runs in float32 under a mixed policy (the output layer; 3 channels,
+    # a negligible share of G's MACs), so images are computed, not just cast, in float32.
+    self.final_conv = SNConv2D(cfg.image_channels, 3, name="final_conv", dtype="float32",
+                               **sn)
 
   # ---- properties ----
   @property
@@ -254,7 +257,8 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
   # ---- forward ----
   def _split_inputs(self, inputs):
     z, y = inputs
-    z = tf.convert_to_tensor(z, tf.float32)
+    # The compute dtype: float32, or bfloat16 / float16 under a mixed policy.
+    z = tf.cast(z, self.compute_dtype)
     y = tf.cast(tf.reshape(y, [-1]), tf.int32)
     n = self._layout.num_blocks
     if self._model_cfg.hierarchical_z:
@@ -294,7 +298,8 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     h = tf.nn.relu(self.final_bn(h, training=training))
     if in_mask is not None:
       h = in_mask(h)
-    images = tf.tanh(self.final_conv(h, training=training))
+    # Images are float32 under every policy, so losses and metrics see float32.
+    images = tf.tanh(tf.cast(self.final_conv(h, training=training), tf.float32))
     return images, features
 
   def call(self, inputs, training=None):

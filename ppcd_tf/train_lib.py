@@ -60,9 +60,11 @@ from ppcd_tf import evaluation
 from ppcd_tf import flops
 from ppcd_tf import images as images_lib
 from ppcd_tf import losses
+from ppcd_tf import precision as precision_lib
 from ppcd_tf import pruning
 from ppcd_tf.discriminator import build_discriminator
 from ppcd_tf.generator import build_generator
+from ppcd_tf.layers.conditional_batchnorm import cross_replica_batch_norm
 
 __all__ = ["Trainer", "train", "TrainingDivergedError", "SAMPLE_SEED",
            "TEST_PUBLISH_DELAY_ENV"]
@@ -109,14 +111,19 @@ class Trainer:
   Args:
     cfg: a validated `Config`.
     strategy: optional strategy (tests pass one); default from `cfg.run.strategy`.
+    weight_init: initialisation of the networks before any restore ("ortho",
+      BigGAN's; "N02" skips ~25 s of QR decompositions at 128 px, for benchmarks
+      whose weights do not matter).
 
   Raises:
     ConfigError, DataError, CheckpointError: with a message naming the problem.
   """
 
   def __init__(self, cfg: config_lib.Config,
-               strategy: Optional[tf.distribute.Strategy] = None):
+               strategy: Optional[tf.distribute.Strategy] = None,
+               weight_init: str = "ortho"):
     self.cfg = cfg.validate()
+    self.weight_init = weight_init
     self.workdir = cfg.run.workdir
     try:
       self.strategy = strategy or distribute.make_strategy(cfg.run.strategy)
@@ -145,7 +152,15 @@ class Trainer:
     if self.needs_teacher:
       self._check_teacher()
     tf_keras.utils.set_random_seed(cfg.run.seed)  # deterministic initial weights
-    with self.strategy.scope():
+    self._jit_fns: Dict = {}
+    # Layers keep the policy they are built under (`ppcd_tf.precision`). XLA
+    # compiles per-replica gradient functions, where BatchNorm cannot all-reduce.
+    if cfg.run.jit_compile and self.num_replicas > 1:
+      logging.warning("--jit_compile with %d replicas: BatchNorm statistics are per "
+                      "replica (BigGAN-PyTorch's default), not cross-replica.",
+                      self.num_replicas)
+    with self.strategy.scope(), precision_lib.policy_scope(cfg.run.precision), \
+        cross_replica_batch_norm(not cfg.run.jit_compile):
       self._build()
     self._build_checkpoint()
     self._restore_or_initialise()
@@ -230,16 +245,18 @@ class Trainer:
   def _build(self) -> None:
     cfg, m = self.cfg, self.model_cfg
     z, y, x = self._dummy_inputs()
-    self.G = build_generator(m, masked=self.masked, name="generator")
-    self.G_ema = build_generator(m, masked=self.masked, name="ema_generator")
-    self.D = build_discriminator(m)
+    init = self.weight_init
+    self.G = build_generator(m, masked=self.masked, name="generator", init=init)
+    self.G_ema = build_generator(m, masked=self.masked, name="ema_generator", init=init)
+    self.D = build_discriminator(m, init=init)
     for net in (self.G, self.G_ema):
       net((z, y), training=False)
     self.D((x, y), training=False)
     if self.needs_teacher:
       self._load_teacher()
-    adam = lambda lr: tf_keras.optimizers.Adam(  # noqa: E731
-        learning_rate=lr, beta_1=cfg.optim.beta1, beta_2=cfg.optim.beta2, epsilon=1e-6)
+    adam = lambda lr: precision_lib.wrap_optimizer(tf_keras.optimizers.Adam(  # noqa: E731
+        learning_rate=lr, beta_1=cfg.optim.beta1, beta_2=cfg.optim.beta2, epsilon=1e-6),
+        cfg.run.precision)
     self.g_opt = adam(cfg.optim.g_lr)
     self.d_opt = adam(cfg.optim.d_lr)
     self.mask_opt = adam(cfg.optim.g_lr * cfg.pruning.mask_lr_scale)
@@ -261,6 +278,10 @@ class Trainer:
     # A variable, not a Python flag, so freezing does not retrace the step.
     self.masks_trainable = tf.Variable(1.0, trainable=False, name="masks_trainable",
                                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    # First step whose losses were not finite (-1: none); read with the logs.
+    self.first_nonfinite_step = tf.Variable(
+        -1, dtype=tf.int64, trainable=False, name="first_nonfinite_step",
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     self.mask_costs = tf.Variable(tf.zeros([max(1, len(mask_scores))]), trainable=False,
                                   name="mask_costs",
                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -297,8 +318,8 @@ class Trainer:
     tdir = self.cfg.distill.teacher_dir  # checked by _check_teacher
     z, y, x = self._dummy_inputs()
     self.teacher_G = build_generator(self.teacher_model_cfg, masked=False,
-                                     name="teacher_generator")
-    self.teacher_D = build_discriminator(self.teacher_model_cfg)
+                                     name="teacher_generator", init=self.weight_init)
+    self.teacher_D = build_discriminator(self.teacher_model_cfg, init=self.weight_init)
     self.teacher_G((z, y), training=False)
     self.teacher_D((x, y), training=False)
     self.teacher_prefix, self.teacher_step = checkpoints.restore_objects_from_workdir(
@@ -409,35 +430,53 @@ class Trainer:
     start = replica_id * b
     return z[start:start + b], y[start:start + b]
 
-  def _d_replica_step(self, images, labels, step, k):
-    rid = tf.distribute.get_replica_context().replica_id_in_sync_group
-    z, y = self._latents(step, k, rid)
+  def _d_grads(self, images, labels, z, y):
+    """D's gradients of one D step (the XLA-compiled part with --jit_compile).
+
+    G's forward pass runs before the tape: D's loss does not differentiate
+    through G, so recording it would only cost memory and tape bookkeeping.
+    """
+    fake = self.G((z, y), training=True)
     with tf.GradientTape() as tape:
-      fake = self.G((z, y), training=True)
-      logits = self.D((tf.concat([images, tf.stop_gradient(fake)], 0),
-                       tf.concat([labels, y], 0)), training=True)
+      logits = self.D((tf.concat([images, fake], 0), tf.concat([labels, y], 0)),
+                      training=True)
       real_logits, fake_logits = tf.split(logits, 2)
       d_loss = losses.hinge_discriminator_loss(real_logits, fake_logits)
-      scaled = d_loss / self.num_replicas
-    grads = tape.gradient(scaled, self.D.trainable_variables)
-    self.d_opt.apply_gradients(zip(grads, self.D.trainable_variables))
-    return {"d_loss": d_loss, "d_real": tf.reduce_mean(real_logits),
-            "d_fake": tf.reduce_mean(fake_logits)}
+      scaled = precision_lib.scale_loss(self.d_opt, d_loss / self.num_replicas)
+    grads = precision_lib.unscale_gradients(
+        self.d_opt, tape.gradient(scaled, self.D.trainable_variables))
+    return grads, {"d_loss": d_loss, "d_real": tf.reduce_mean(real_logits),
+                   "d_fake": tf.reduce_mean(fake_logits)}
 
-  def _g_replica_step(self, step):
+  def _d_replica_step(self, images, labels, step, k):
     rid = tf.distribute.get_replica_context().replica_id_in_sync_group
-    z, y = self._latents(step, self.cfg.optim.d_steps, rid)
+    # Latents are drawn outside XLA: its stateless normal sampler gives other
+    # numbers than the CPU/GPU kernels, and z must not depend on --jit_compile.
+    z, y = self._latents(step, k, rid)
+    grads, logs = self._compiled("d", k)(images, labels, z, y)
+    self.d_opt.apply_gradients(zip(grads, self.D.trainable_variables))
+    return logs
+
+  def _g_grads(self, z, y):
+    """G's (and the mask scores') gradients of one G step (XLA-compiled with --jit_compile).
+
+    The teacher's passes (`DistillationContext.prepare`) run before the tape opens,
+    so only the student's computation is recorded (`ppcd_tf.distill`).
+    """
     train_masks = bool(self.mask_scores)
     var_list = self.g_vars + self.mask_scores
     logs = {}
+    ctx = None
+    if self.terms:
+      ctx = distill.DistillationContext(self.teacher_G, self.teacher_D, z, y,
+                                        student_generator=self.G).prepare(self.terms)
     with tf.GradientTape() as tape:
       fake, features = self.G.forward_with_features((z, y), training=True)
       g_adv = losses.hinge_generator_loss(self.D((fake, y), training=True))
       total = g_adv
       logs["g_adv"] = g_adv
-      if self.terms:
-        ctx = distill.DistillationContext(self.teacher_G, self.teacher_D, z, y, fake,
-                                          features, student_generator=self.G)
+      if ctx is not None:
+        ctx.set_student(fake, features)
         for name, weight in self.terms.items():
           value = distill.DISTILLATION_TERMS[name].fn(ctx)
           logs[f"distill_{name}"] = value
@@ -449,13 +488,38 @@ class Trainer:
         logs["sparsity"] = sparse
         total = total + (self.cfg.pruning.sparsity_weight * self.masks_trainable) * sparse
       logs["g_total"] = total
-      scaled = total / self.num_replicas
+      scaled = precision_lib.scale_loss(self.g_opt, total / self.num_replicas)
     grads = tape.gradient(scaled, var_list)
     n = len(self.g_vars)
+    # Mask scores share G's loss (and its loss scale under float16).
+    grads = precision_lib.unscale_gradients(self.g_opt, grads[:n]) + (
+        precision_lib.unscale_gradients(self.g_opt, grads[n:]) if train_masks else [])
+    return grads, logs
+
+  def _g_replica_step(self, step):
+    rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+    z, y = self._latents(step, self.cfg.optim.d_steps, rid)  # outside XLA, as for D
+    grads, logs = self._compiled("g")(z, y)
+    n = len(self.g_vars)
     self.g_opt.apply_gradients(zip(grads[:n], self.g_vars))
-    if train_masks:
+    if self.mask_scores:
       self.mask_opt.apply_gradients(zip(grads[n:], self.mask_scores))
     return logs
+
+  def _compiled(self, which: str, k: int = 0):
+    """`_d_grads` / `_g_grads`, XLA-compiled when `--jit_compile` is on.
+
+    Only the gradient computation is compiled. Applying the gradients stays
+    outside: under a tf.distribute strategy it all-reduces them (`merge_call`),
+    which cannot run inside a nested compiled function.
+    """
+    fn = self._d_grads if which == "d" else self._g_grads
+    if not self.cfg.run.jit_compile:
+      return fn
+    key = (which, k)
+    if key not in self._jit_fns:
+      self._jit_fns[key] = tf.function(fn, jit_compile=True)
+    return self._jit_fns[key]
 
   def _ema_update(self):
     o = self.cfg.optim
@@ -471,30 +535,42 @@ class Trainer:
 
   def _make_train_step(self):
     strategy = self.strategy
+    self._jit_fns = {}
 
     @tf.function
     def train_step(iterator):
       step = self.step.read_value()
       logs = {}
       for k in range(self.cfg.optim.d_steps):
-        images, labels = next(iterator)
+        images, labels = next(iterator)  # outside any XLA cluster (IteratorGetNext)
         out = strategy.run(self._d_replica_step, args=(images, labels, step, k))
       logs.update(out)
       out = strategy.run(self._g_replica_step, args=(step,))
       logs.update(out)
       self._ema_update()
       self.step.assign_add(1)
-      return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+      logs = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
               for k, v in logs.items()}
+      # Remember the first step whose losses were not finite, on the device: the
+      # host reads it with the logs every --log_every steps and before any save.
+      bad = tf.logical_not(losses.all_finite(list(logs.values())))
+      self.first_nonfinite_step.assign(tf.where(
+          tf.logical_and(bad, self.first_nonfinite_step < 0),
+          self.step.read_value(), self.first_nonfinite_step))
+      return logs
     return train_step
 
-  def train_step(self) -> Dict[str, float]:
-    """One D (x d_steps) + G update. Returns the losses as floats."""
+  def run_step(self) -> Dict[str, tf.Tensor]:
+    """One D (x d_steps) + G update. Returns the losses as tensors, without
+    reading them on the host (no device sync: `fit` reads every --log_every steps)."""
     if self._train_step_fn is None:
       self._train_step_fn = self._make_train_step()
     with data_lib.reraise_as_data_error():  # an unreadable image file -> DataError
-      logs = self._train_step_fn(self.iterator)
-    return {k: float(v) for k, v in logs.items()}
+      return self._train_step_fn(self.iterator)
+
+  def train_step(self) -> Dict[str, float]:
+    """One D (x d_steps) + G update. Returns the losses as floats (a host sync)."""
+    return read_logs(self.run_step())
 
   def set_masks_trainable(self, trainable: bool) -> None:
     """Freezes (or unfreezes) the mask scores without retracing the step.
@@ -584,7 +660,8 @@ class Trainer:
       extractor = features.get_extractor(r.eval_extractor)
       ref = evaluation.reference_stats(extractor, self.cfg.data, self.cfg.model,
                                        cache_dir=r.stats_dir)
-      gen = tf.function(lambda z, y: self.G_ema((z, y), training=False))
+      gen = tf.function(lambda z, y: self.G_ema((z, y), training=False),
+                        jit_compile=r.jit_compile)
       self._eval = (extractor, ref, gen)
     extractor, ref, gen = self._eval
     result = evaluation.evaluate_generator(
@@ -602,24 +679,38 @@ class Trainer:
     return result
 
   def _check_finite(self, logs: Dict[str, float], step: int) -> None:
+    """Raises TrainingDivergedError when a loss was not finite at or before `step`."""
+    first = int(self.first_nonfinite_step.numpy())
     bad = [k for k, v in logs.items() if not math.isfinite(v)]
-    if bad:
-      latest = self.manager.latest_checkpoint
-      where = (f"the last good checkpoint is {latest}; rerun to resume from it"
-               if latest else "no checkpoint was written yet")
-      raise TrainingDivergedError(
-          f"loss {', '.join(f'{k}={logs[k]}' for k in bad)} at step {step}: training "
-          f"diverged and was stopped without saving ({where}). Lower --g_lr/--d_lr or "
-          "check the data.")
+    if first < 0 and not bad:
+      return
+    first = first if first >= 0 else step
+    latest = self.manager.latest_checkpoint
+    where = (f"the last good checkpoint is {latest}; rerun to resume from it"
+             if latest else "no checkpoint was written yet")
+    seen = ", ".join(f"{k}={logs[k]}" for k in bad) or "a loss was not finite"
+    found = f" (read at step {step})" if first != step else ""
+    raise TrainingDivergedError(
+        f"loss {seen} at step {first}{found}: training diverged and was stopped "
+        f"without saving ({where}). Lower --g_lr/--d_lr or check the data.")
 
   # ------------------------------------------------------------------ the loop
   def fit(self, progress: bool = True, until_step: Optional[int] = None) -> Dict:
-    """Trains to `num_steps` (or stops early at `until_step`, saving a checkpoint)."""
+    """Trains to `num_steps` (or stops early at `until_step`, saving a checkpoint).
+
+    The losses stay on the device between reads: they are read on the host (one
+    sync) every `--log_every` steps and at every step that samples, saves or
+    evaluates, and only then do the progress bar, TensorBoard and the divergence
+    check see them. A non-finite loss between two reads is still caught before
+    anything is saved (`first_nonfinite_step`).
+    """
     cfg = self.cfg
+    r = cfg.run
     total = cfg.optim.num_steps
     stop = total if until_step is None else min(int(until_step), total)
     step = int(self.step.numpy())
-    # Losses show their running mean; live_params is a state, shown as it is now.
+    self.first_nonfinite_step.assign(-1)
+    # Losses show their running mean over reads; live_params is a state, shown as it is.
     bar = progress_bar(total, stateful_metrics=["live_params"], unit_name="step"
                        ) if progress and self.is_chief else None
     if bar is not None and step:
@@ -635,25 +726,32 @@ class Trainer:
         if frozen != self._masks_frozen:
           self.set_masks_trainable(not frozen)
           self._masks_frozen = frozen
-      logs = self.train_step()
+      device_logs = self.run_step()
       step += 1
+      last = step == stop
+      log_now = step % r.log_every == 0 or last
+      sample_now = step % r.sample_every == 0 or last
+      save_now = step % r.save_every == 0 or last
+      eval_now = bool(r.eval_every) and (step % r.eval_every == 0 or last)
+      if not (log_now or sample_now or save_now or eval_now):
+        continue
+      logs = read_logs(device_logs)
       self._check_finite(logs, step)
       if bar is not None:
         shown = [(k, v) for k, v in logs.items() if k in ("d_loss", "g_adv", "g_total")]
         if self.masked:
           shown.append(("live_params", float(flops.live_params(self.G))))
         bar.update(step, values=shown)
-      last = step == stop
-      if step % cfg.run.log_every == 0 or last:
+      if log_now:
         now = time.time()
         sps = (step - s_last) / max(now - t_last, 1e-9)
         t_last, s_last = now, step
         self._write_summaries(step, logs, sps)
-      if step % cfg.run.sample_every == 0 or last:
+      if sample_now:
         self._write_samples(step)
-      if step % cfg.run.save_every == 0 or last:
+      if save_now:
         self.save(step)
-      if cfg.run.eval_every and (step % cfg.run.eval_every == 0 or last):
+      if eval_now:
         result = self.evaluate(step)
         logging.info("step %d: FID %.3f, class accuracy %s", step, result["fid"],
                      result.get("class_accuracy"))
@@ -700,6 +798,11 @@ class Trainer:
                  masks_binary=all(set(np.unique(mk.alive.numpy())) <= {0.0, 1.0}
                                   for _, mk in self.G.masks))
     return out
+
+
+def read_logs(logs: Dict[str, tf.Tensor]) -> Dict[str, float]:
+  """Reads a step's losses on the host (one device sync)."""
+  return {k: float(v) for k, v in logs.items()}
 
 
 def progress_bar(total: int, **kwargs) -> tf_keras.utils.Progbar:

@@ -208,6 +208,182 @@ class DivergenceTest(absltest.TestCase):
     self.assertTrue(all(np.isfinite(v.numpy()).all() for v in resumed.D.variables))
 
 
+def _state(trainer):
+  """Every variable value of the student, the EMA and both teacher networks."""
+  nets = [trainer.G, trainer.G_ema, trainer.D]
+  if getattr(trainer, "teacher_G", None) is not None:
+    nets += [trainer.teacher_G, trainer.teacher_D]
+  return [(v, v.numpy()) for net in nets for v in net.variables]
+
+
+def _restore(state):
+  for v, value in state:
+    v.assign(value)
+
+
+def _reference_g_grads(trainer, step):
+  """G's loss and gradients as the step computed them before the teacher passes
+  left the tape: everything on one tape, the teacher D run on each image set."""
+  from ppcd_tf import losses
+  z, y = trainer._latents(step, trainer.cfg.optim.d_steps, 0)  # pylint: disable=protected-access
+  var_list = trainer.g_vars + trainer.mask_scores
+  with tf.GradientTape() as tape:
+    fake, features = trainer.G.forward_with_features((z, y), training=True)
+    total = losses.hinge_generator_loss(trainer.D((fake, y), training=True))
+    t_images, t_features = trainer.teacher_G.forward_with_features((z, y), training=False)
+    t_images = tf.stop_gradient(t_images)
+    weights = trainer.teacher_G.class_channel_weights((z, y))
+    terms = {
+        "att": lambda: losses.attention_distillation_loss(features, t_features, weights),
+        "cam": lambda: losses.cam_distillation_loss(
+            trainer.teacher_D.class_activation_map((fake, y)),
+            trainer.teacher_D.class_activation_map((t_images, y))),
+        "pix": lambda: losses.pixel_l1_loss(fake, t_images)}
+    for name, weight in trainer.terms.items():
+      total = total + weight * terms[name]()
+    total = total + trainer.cfg.pruning.sparsity_weight * losses.mask_sparsity_loss(
+        trainer.mask_scores, [mk.alive for _, mk in trainer.G.masks],
+        [float(c) for c in trainer.mask_costs.numpy()[:len(trainer.mask_scores)]])
+  return total, tape.gradient(total, var_list)
+
+
+def _reference_d_grads(trainer, images, labels, step):
+  """D's loss and gradients with G's forward pass on the D tape (the old step)."""
+  from ppcd_tf import losses
+  z, y = trainer._latents(step, 0, 0)  # pylint: disable=protected-access
+  with tf.GradientTape() as tape:
+    fake = trainer.G((z, y), training=True)
+    logits = trainer.D((tf.concat([images, tf.stop_gradient(fake)], 0),
+                        tf.concat([labels, y], 0)), training=True)
+    real, fake_logits = tf.split(logits, 2)
+    loss = losses.hinge_discriminator_loss(real, fake_logits)
+  return loss, tape.gradient(loss, trainer.D.trainable_variables)
+
+
+def _assert_grads_close(test, got, want, rtol, atol):
+  test.assertEqual(len(got), len(want))
+  for i, (a, b) in enumerate(zip(got, want)):
+    test.assertIsNotNone(a, f"gradient {i} is None")
+    np.testing.assert_allclose(tf.convert_to_tensor(a).numpy(),
+                               tf.convert_to_tensor(b).numpy(), rtol=rtol, atol=atol,
+                               err_msg=f"gradient {i}")
+
+
+class StepWorkTest(absltest.TestCase):
+  """The step without the wasted work computes the same losses and gradients."""
+
+  def test_g_and_d_gradients_equal_the_all_on_one_tape_step(self):
+    wd = os.path.join(_workroot(), "step_work")
+    trainer = train_lib.Trainer(_ppcd_cfg(wd), strategy=tf.distribute.get_strategy())
+    self.assertEqual(sorted(trainer.terms), ["att", "cam", "pix"])
+    trainer.fit(progress=False, until_step=2)  # masks partly pruned, Adam moved
+    step = tf.constant(2, tf.int64)
+    state = _state(trainer)
+    want_loss, want = _reference_g_grads(trainer, step)
+    _restore(state)
+    got, logs = trainer._g_grads(*trainer._latents(step, 1, 0))  # pylint: disable=protected-access
+    np.testing.assert_allclose(float(logs["g_total"]), float(want_loss), rtol=1e-6)
+    _assert_grads_close(self, got, want, rtol=1e-5, atol=1e-8)
+    # The teacher's forward passes are not on the student's tape: its variables
+    # get no gradient entry at all when asked for.
+    _restore(state)
+    images, labels = next(trainer.iterator)
+    want_loss, want = _reference_d_grads(trainer, images, labels, step)
+    _restore(state)
+    got, logs = trainer._d_grads(images, labels, *trainer._latents(step, 0, 0))  # pylint: disable=protected-access
+    np.testing.assert_allclose(float(logs["d_loss"]), float(want_loss), rtol=1e-6)
+    _assert_grads_close(self, got, want, rtol=1e-5, atol=1e-8)
+
+  def test_teacher_is_not_recorded_on_the_student_tape(self):
+    from ppcd_tf import distill
+    wd = os.path.join(_workroot(), "untaped")
+    trainer = train_lib.Trainer(_ppcd_cfg(wd), strategy=tf.distribute.get_strategy())
+    z, y = trainer._latents(tf.constant(0, tf.int64), 1, 0)  # pylint: disable=protected-access
+    ctx = distill.DistillationContext(trainer.teacher_G, trainer.teacher_D, z, y,
+                                      student_generator=trainer.G).prepare(trainer.terms)
+    teacher_vars = trainer.teacher_G.trainable_variables
+    with tf.GradientTape() as tape:
+      fake, features = trainer.G.forward_with_features((z, y), training=True)
+      ctx.set_student(fake, features)
+      total = tf.add_n([distill.DISTILLATION_TERMS[n].fn(ctx) for n in trainer.terms])
+    watched = {v.ref() for v in tape.watched_variables()}
+    self.assertFalse(any(v.ref() in watched for v in teacher_vars))
+    # The teacher D is on the tape only through the student's CAM (its variables are
+    # read there), and its pass over the teacher images is cached before the tape.
+    self.assertIn("teacher_cam", ctx._cache)  # pylint: disable=protected-access
+    self.assertTrue(np.isfinite(float(total)))
+
+  def test_losses_are_read_on_the_host_only_every_log_every_steps(self):
+    wd = os.path.join(_workroot(), "log_every")
+    cfg = _teacher_cfg(wd, num_steps=6).replace(
+        run=dict(log_every=3, save_every=6, sample_every=6))
+    trainer = train_lib.Trainer(cfg)
+    reads = []
+    real = train_lib.read_logs
+
+    def spy(logs):
+      reads.append(int(trainer.step.numpy()))
+      return real(logs)
+    train_lib.read_logs = spy
+    try:
+      trainer.fit(progress=True)
+    finally:
+      train_lib.read_logs = real
+    self.assertEqual(reads, [3, 6])
+    events = glob.glob(os.path.join(wd, "train", "events.out.tfevents.*"))
+    self.assertNotEmpty(events)
+
+
+class XlaTest(absltest.TestCase):
+  """--jit_compile: the XLA-compiled gradient functions agree with the plain ones."""
+
+  # XLA on CPU fuses and reorders float32 reductions, so results differ in the last
+  # bits. Stated tolerance: losses within 1e-4 relative; every gradient entry within
+  # 1e-4 of the step's largest |gradient entry| (seen: 5e-5 against a largest entry
+  # of 1.1, on conv biases that feed BatchNorm, whose true gradient is 0 and whose
+  # computed one is round-off), and the whole gradient vector at cosine > 0.99999.
+  RTOL, ATOL = 1e-4, 1e-6
+  GRAD_TOL, MIN_COSINE = 1e-4, 0.99999
+
+  def _assert_grads_match(self, got, want):
+    self.assertEqual(len(got), len(want))
+    got = [tf.convert_to_tensor(a).numpy().ravel() for a in got]
+    want = [tf.convert_to_tensor(b).numpy().ravel() for b in want]
+    scale = max(float(np.max(np.abs(b))) for b in want)
+    for i, (a, b) in enumerate(zip(got, want)):
+      np.testing.assert_allclose(a, b, rtol=0, atol=self.GRAD_TOL * scale,
+                                 err_msg=f"gradient {i}")
+    a, b = np.concatenate(got), np.concatenate(want)
+    cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    self.assertGreater(cosine, self.MIN_COSINE)
+
+  def test_xla_and_plain_steps_agree_on_a_tiny_ppcd_config(self):
+    wd = os.path.join(_workroot(), "xla")
+    cfg = _ppcd_cfg(wd).replace(run=dict(jit_compile=True))
+    trainer = train_lib.Trainer(cfg, strategy=tf.distribute.get_strategy())
+    trainer.fit(progress=False, until_step=2)  # the compiled step trains
+    step = tf.constant(2, tf.int64)
+    state = _state(trainer)
+    zy = trainer._latents(step, 1, 0)  # pylint: disable=protected-access
+    got, logs = trainer._compiled("g")(*zy)  # pylint: disable=protected-access
+    _restore(state)
+    want, want_logs = trainer._g_grads(*zy)  # pylint: disable=protected-access
+    for k in want_logs:
+      np.testing.assert_allclose(float(logs[k]), float(want_logs[k]),
+                                 rtol=self.RTOL, atol=self.ATOL, err_msg=k)
+    self._assert_grads_match(got, want)
+    _restore(state)
+    images, labels = next(trainer.iterator)
+    zy = trainer._latents(step, 0, 0)  # pylint: disable=protected-access
+    got, logs = trainer._compiled("d", 0)(images, labels, *zy)  # pylint: disable=protected-access
+    _restore(state)
+    want, want_logs = trainer._d_grads(images, labels, *zy)  # pylint: disable=protected-access
+    np.testing.assert_allclose(float(logs["d_loss"]), float(want_logs["d_loss"]),
+                               rtol=self.RTOL)
+    self._assert_grads_match(got, want)
+    self.assertEqual(set(trainer._jit_fns), {("d", 0), ("g", 0)})  # pylint: disable=protected-access
+
+
 if __name__ == "__main__":
   absltest.main()
 

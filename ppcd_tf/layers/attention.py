@@ -76,9 +76,11 @@ class SelfAttention(tf_keras.layers.Layer):
                      [b, (h // 2) * (w // 2), self.key_channels])
     g = tf.reshape(pool(self.g(inputs, training=training)),
                    [b, (h // 2) * (w // 2), self.value_channels])
-    beta = tf.nn.softmax(tf.matmul(theta, phi, transpose_b=True), axis=-1)
+    # The softmax runs in float32 under a mixed policy (its exp overflows float16).
+    logits = tf.cast(tf.matmul(theta, phi, transpose_b=True), tf.float32)
+    beta = tf.cast(tf.nn.softmax(logits, axis=-1), g.dtype)
     attended = tf.reshape(tf.matmul(beta, g), [b, h, w, self.value_channels])
-    return inputs + self.gamma * self.o(attended, training=training)
+    return inputs + tf.cast(self.gamma, inputs.dtype) * self.o(attended, training=training)
 
   def get_config(self):
     config = super().get_config()

@@ -13,28 +13,51 @@ Momentum 0.9 in Keras' convention is PyTorch's 0.1, BigGAN-PyTorch's value.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import tensorflow as tf
 import tf_keras
 
 from ppcd_tf.layers.spectral_norm import SNDense
 
-__all__ = ["ConditionalBatchNorm", "BN_MOMENTUM", "batch_norm"]
+__all__ = ["ConditionalBatchNorm", "BN_MOMENTUM", "batch_norm", "cross_replica_batch_norm"]
 
 BN_MOMENTUM = 0.9
+_SYNC = [True]  # what `batch_norm` builds; set by `cross_replica_batch_norm`
+
+
+@contextlib.contextmanager
+def cross_replica_batch_norm(enabled: bool) -> Iterator[None]:
+  """BatchNorm layers built inside the block synchronise statistics across replicas
+  (`enabled`, the default outside any block) or keep them per replica.
+
+  Per-replica statistics are what XLA needs (`--jit_compile`): the cross-replica
+  all-reduce is a `merge_call`, which cannot run inside the compiled per-replica
+  gradient function. With one replica both compute the same statistics;
+  BigGAN-PyTorch itself defaults to per-device BN (its `--cross_replica` is off).
+  """
+  previous = _SYNC[0]
+  _SYNC[0] = bool(enabled)
+  try:
+    yield
+  finally:
+    _SYNC[0] = previous
 
 
 def batch_norm(epsilon: float, affine: bool, name: str,
                momentum: float = BN_MOMENTUM) -> tf_keras.layers.BatchNormalization:
   """Keras BatchNorm over the channel axis with BigGAN's momentum.
 
-  `synchronized=True`: under a multi-replica `tf.distribute` strategy the batch
-  statistics are all-reduced over the *global* batch (BigGAN's cross-replica
-  BatchNorm), so training on N replicas computes what one device computes on the
-  same global batch. With one replica it is ordinary BatchNorm.
+  `synchronized=True` (unless built inside `cross_replica_batch_norm(False)`):
+  under a multi-replica `tf.distribute` strategy the batch statistics are
+  all-reduced over the *global* batch (BigGAN's cross-replica BatchNorm), so
+  training on N replicas computes what one device computes on the same global
+  batch. With one replica it is ordinary BatchNorm.
   """
   return tf_keras.layers.BatchNormalization(
       axis=-1, momentum=momentum, epsilon=epsilon, center=affine, scale=affine,
-      synchronized=True, name=name)
+      synchronized=_SYNC[0], name=name)
 
 
 class ConditionalBatchNorm(tf_keras.layers.Layer):

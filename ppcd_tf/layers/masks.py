@@ -38,6 +38,9 @@ class ChannelMask(tf_keras.layers.Layer):
   """
 
   def __init__(self, num_channels: int, initial_score: float = 3.0, **kwargs):
+    # Scores and the straight-through sigmoid stay float32 under a mixed policy;
+    # only the product with the activations runs in their dtype.
+    kwargs.setdefault("autocast", False)
     super().__init__(**kwargs)
     if num_channels < 1:
       raise ValueError(f"num_channels={num_channels} must be >= 1.")

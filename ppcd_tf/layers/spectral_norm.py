@@ -25,6 +25,11 @@ power iteration per training call. This module reproduces that parametrisation:
 
 `normalize(x) = x / max(||x||, sn_eps)` (`torch.nn.functional.normalize`).
 
+Mixed precision (`ppcd_tf.precision`): the layers run with `autocast=False`, so
+the kernel, `sn_u` and the power iteration are float32 whatever the policy; the
+normalised kernel and the input are then cast to the layer's compute dtype
+(bfloat16 / float16 under a mixed policy) for the conv / matmul itself.
+
 The non-trainable `sn_u` / `sn_sigma` variables are `ON_READ` / `MEAN` like Keras
 BatchNorm moving statistics, so each replica of a `tf.distribute` strategy updates
 its own copy inside `strategy.run` and checkpoints store the replica mean.
@@ -103,6 +108,8 @@ class SpectralNormLayer(tf_keras.layers.Layer):
   """
 
   def __init__(self, sn_eps: float = 1e-6, sn_mode: str = "power_iteration", **kwargs):
+    # float32 weights and power iteration under any policy; `_compute` casts.
+    kwargs.setdefault("autocast", False)
     super().__init__(**kwargs)
     if sn_mode not in SN_MODES:
       raise ValueError(f"sn_mode={sn_mode!r} must be one of {SN_MODES}.")
@@ -155,8 +162,12 @@ class SpectralNormLayer(tf_keras.layers.Layer):
     return sigma
 
   def normalized_weight(self, training=False) -> tf.Tensor:
-    """The raw weight (in its layer layout) divided by `spectral_sigma(training)`."""
+    """The raw weight (in its layer layout) divided by `spectral_sigma(training)`, float32."""
     return self._raw_weight() / self.spectral_sigma(training)
+
+  def _compute(self, x) -> tf.Tensor:
+    """`x` in the layer's compute dtype (float32 unless a mixed policy is active)."""
+    return tf.cast(x, self.compute_dtype)
 
   def get_config(self):
     config = super().get_config()
@@ -196,9 +207,9 @@ class SNDense(SpectralNormLayer):
     return tf.convert_to_tensor(self.kernel)
 
   def call(self, inputs, training=None):
-    out = tf.matmul(inputs, self.normalized_weight(training))
+    out = tf.matmul(self._compute(inputs), self._compute(self.normalized_weight(training)))
     if self.bias is not None:
-      out = out + self.bias
+      out = out + self._compute(self.bias)
     return out
 
   def get_config(self):
@@ -245,10 +256,10 @@ class SNConv2D(SpectralNormLayer):
     return tf.reshape(self.kernel, [-1, self.filters])
 
   def call(self, inputs, training=None):
-    kernel = self.normalized_weight(training)
-    out = tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME")
+    kernel = self._compute(self.normalized_weight(training))
+    out = tf.nn.conv2d(self._compute(inputs), kernel, strides=1, padding="SAME")
     if self.bias is not None:
-      out = tf.nn.bias_add(out, self.bias)
+      out = tf.nn.bias_add(out, self._compute(self.bias))
     return out
 
   def get_config(self):
@@ -293,7 +304,7 @@ class SNEmbedding(SpectralNormLayer):
 
   def call(self, inputs, training=None):
     ids = tf.cast(inputs, tf.int32)
-    return tf.gather(self.normalized_weight(training), ids)
+    return self._compute(tf.gather(self.normalized_weight(training), ids))
 
   def get_config(self):
     config = super().get_config()
