@@ -1,0 +1,115 @@
+"""tools/bench_train.py and the GPU recipe (tools/gpu_bench.sh), at tiny sizes on CPU."""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import pytest
+from absl.testing import absltest
+
+from ppcd_tf import flags as ppcd_flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env():
+  env = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1",
+             TF_CPP_MIN_LOG_LEVEL="2")
+  return env
+
+
+class BenchTrainTest(absltest.TestCase):
+
+  def test_interleaved_cases_ratios_and_memory(self):
+    from tools import bench_train
+    base = ppcd_flags.parse_flagfile(os.path.join(REPO, "configs", "tiny_test.cfg"))
+    cases = [("teacher", False, "float32"), ("ppcd", False, "float32"),
+             ("teacher", False, "mixed_bfloat16")]
+    result = bench_train.run_benchmark(base, cases, steps=2, repeats=2, warmup=0,
+                                       log=lambda m: None)
+    names = ["teacher/no_xla/float32", "ppcd/no_xla/float32",
+             "teacher/no_xla/mixed_bfloat16"]
+    self.assertEqual(result["cases"], names)
+    sps = result["steps_per_second"]
+    for n in names:
+      self.assertLen(sps[n]["all"], 2)
+      self.assertGreater(sps[n]["min"], 0)
+      self.assertAlmostEqual(result["images_per_second"][n]["median"],
+                             sps[n]["median"] * base.optim.batch_size)
+      self.assertGreater(result["memory"]["per_case"][n]["host_rss_mb"], 100)
+    # The step-time ratio is teacher speed / PPCD speed, from the same medians.
+    self.assertAlmostEqual(
+        result["step_time_ratio_ppcd_over_teacher"]["no_xla/float32"],
+        statistics.median(sps["teacher/no_xla/float32"]["all"])
+        / statistics.median(sps["ppcd/no_xla/float32"]["all"]))
+    self.assertAlmostEqual(
+        result["precision_speedup_over_float32"]["teacher/no_xla/mixed_bfloat16"],
+        sps["teacher/no_xla/mixed_bfloat16"]["median"] / sps["teacher/no_xla/float32"]["median"])
+    self.assertEqual(result["xla_speedup"], {})  # no XLA case was timed
+    self.assertEqual(result["config"]["distill_terms"], ["att", "cam", "pix"])
+    self.assertGreaterEqual(result["memory"]["host_peak_rss_mb"],
+                            max(m["host_rss_mb"] for m in result["memory"]["per_case"].values()))
+
+  @pytest.mark.slow
+  def test_imagenet128_teacher_step_at_batch_1(self):
+    # The full BigGAN 128x128 networks (70M-parameter G, 88M D) build, trace and
+    # take timed steps on CPU: what the GPU recipe runs, at the smallest size. The
+    # teacher case only: the PPCD case adds the teacher networks and about 4 more
+    # minutes on 2 cores (the suite's 20-minute budget); its step code is the one
+    # the tiny cases above time.
+    import tensorflow_datasets as tfds
+    from tools import bench_train
+    data = tempfile.mkdtemp(prefix="ppcd_mock_imagenet_")
+    base = ppcd_flags.parse_flagfile(
+        os.path.join(REPO, "configs", "imagenet128.cfg"),
+        ["--batch_size=1", f"--data_dir={data}", f"--manual_dir={data}",
+         "--shuffle_buffer=4"])
+    cases = [("teacher", False, "mixed_bfloat16")]
+    with tfds.testing.mock_data(num_examples=4):  # ImageNet itself is not here
+      result = bench_train.run_benchmark(base, cases, steps=1, repeats=1, warmup=0,
+                                         log=lambda m: None)
+    self.assertEqual(result["config"]["g_params"], 70_433_988)
+    self.assertEqual(result["config"]["batch_size"], 1)
+    rate = result["steps_per_second"]["teacher/no_xla/mixed_bfloat16"]
+    self.assertLen(rate["all"], 1)
+    self.assertGreater(rate["median"], 0)
+    self.assertGreater(result["memory"]["per_case"]["teacher/no_xla/mixed_bfloat16"]
+                       ["host_rss_mb"], 1000)  # 158M float32 parameters + Adam slots
+
+
+class GpuRecipeTest(absltest.TestCase):
+  """tools/gpu_bench.sh, run as on a GPU machine but on CPU with the tiny config."""
+
+  def _run(self, out, **env):
+    cmd_env = dict(_env(), SKIP_SETUP="1", PY=sys.executable,
+                   CONFIG="configs/tiny_test.cfg", BATCH="4", STEPS="1", REPEATS="1",
+                   WARMUP="0", OUT=out, **env)
+    return subprocess.run(["bash", os.path.join(REPO, "tools", "gpu_bench.sh")],
+                          cwd=REPO, env=cmd_env, capture_output=True, text=True,
+                          timeout=600)
+
+  def test_script_runs_at_tiny_size_on_cpu_and_writes_the_json(self):
+    out = os.path.join(tempfile.mkdtemp(), "bench_train_gpu.json")
+    proc = self._run(out, REQUIRE_GPU="0")
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    with open(out) as f:
+      result = json.load(f)
+    # The recipe's own settings: teacher and PPCD at bf16 + XLA.
+    self.assertEqual(result["cases"], ["teacher/xla/mixed_bfloat16",
+                                       "ppcd/xla/mixed_bfloat16"])
+    self.assertIn("xla/mixed_bfloat16", result["step_time_ratio_ppcd_over_teacher"])
+    self.assertIn("--bench_jit=true", result["command"])
+    self.assertIn("gpu_bench: done", proc.stderr)
+
+  def test_script_refuses_a_machine_without_gpu(self):
+    out = os.path.join(tempfile.mkdtemp(), "never.json")
+    proc = self._run(out)
+    self.assertEqual(proc.returncode, 2)
+    self.assertIn("TensorFlow sees no GPU", proc.stderr)
+    self.assertFalse(os.path.exists(out))
+
+
+if __name__ == "__main__":
+  absltest.main()
