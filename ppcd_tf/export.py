@@ -37,18 +37,27 @@ Formats:
     activations stay float32 and are quantised on the fly inside the hybrid
     kernels. Small weights stay float32.
   - "int8": `optimizations=[DEFAULT]` plus a representative dataset of (z,
-    class_id) batches (post-training full-integer quantisation): conv and dense
-    weights int8 symmetric per output channel, biases int32, activations
-    (including both operands of the attention BATCH_MATMULs) int8 asymmetric per
-    tensor, calibrated on the representative batches; the class embedding table
-    int8 per tensor (GATHER keeps its scale). The interface stays
+    class_id) batches (post-training integer quantisation): conv and dense
+    weights int8 symmetric per output channel, biases int32, activations int8
+    asymmetric per tensor, calibrated on the representative batches; the class
+    embedding table int8 per tensor (GATHER keeps its scale). The interface stays
     float: z enters as float32 and is quantised by a QUANTIZE op, class_id stays
     int32 (indices are never quantised, so the label/embedding path needs no
     special handling), and the image leaves as float32 through DEQUANTIZE.
+    The self-attention core - its two BATCH_MATMULs (theta phi^T and beta g,
+    both operands activations) and the SOFTMAX between them - stays float32 by
+    default (`keep_float_ops=INT8_FLOAT_OPS`): LiteRT's XNNPACK delegate has no
+    int8 kernel for a batch matmul of two activations, so in int8 these ops fall
+    back to TFLite's builtin kernels, which made the whole int8 generator slower
+    than fp32 at the demo scale and 2.5x slower than with a float attention core
+    at 128 px (docs/bench/bench_infer_scale.md, tflite_int8 vs tflite_int8_full);
+    in float32 XNNPACK runs them (DEQUANTIZE before, QUANTIZE after, delegated).
+    `keep_float_ops=()` gives a fully integer model (integer-only accelerators).
     `supported_ops` stays TFLITE_BUILTINS, so an op without an int8 kernel falls
     back to float instead of failing the conversion; the export then *checks* the
-    converted model: every CONV_2D, FULLY_CONNECTED and BATCH_MATMUL must compute
-    in int8 (else `ExportError`), and the JSON lists which ops run in which dtype.
+    converted model: every CONV_2D and FULLY_CONNECTED, and every BATCH_MATMUL
+    not kept in float, must compute in int8 (else `ExportError`), and the JSON
+    lists which ops run in which dtype.
 
 Every export is verified before it is written: the exported artifact is run on a
 fixed (z, class_id) batch and compared with the Keras model it came from (the
@@ -87,7 +96,8 @@ from ppcd_tf.generator import Generator, build_generator
 from ppcd_tf.layers.spectral_norm import spectral_norm_layers
 
 __all__ = [
-    "ExportError", "QUANTIZATIONS", "FORMATS", "SIGNATURE_KEY", "FLOAT_TOLERANCE",
+    "ExportError", "QUANTIZATIONS", "INT8_FLOAT_OPS", "FORMATS", "SIGNATURE_KEY",
+    "FLOAT_TOLERANCE",
     "GeneratorSpec", "LoadedGenerator", "SavedModelGenerator", "load_generator",
     "inference_generator", "training_state_names", "export_saved_model",
     "export_tflite", "export_json_path", "read_export_json", "GeneratorRunner",
@@ -100,8 +110,13 @@ FORMATS = ("saved_model", "tflite")
 SIGNATURE_KEY = "serving_default"
 Z_NAME, LABEL_NAME, IMAGE_NAME = "z", "class_id", "image"
 EXPORT_JSON = "export.json"
-# Ops whose int8 export must compute in int8 (the MAC-heavy ones).
+# Ops whose int8 export must compute in int8 (the MAC-heavy ones), unless kept float.
 _INT8_REQUIRED_OPS = ("CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
+# Ops an int8 export keeps in float32 by default: the attention core. XNNPACK (LiteRT's
+# default CPU delegate) runs them in float32 but has no int8 kernel for BATCH_MATMUL of
+# two activations (nor int8 SOFTMAX), so int8 would leave them to TFLite's slower
+# builtin kernels (module docstring).
+INT8_FLOAT_OPS = ("BATCH_MATMUL", "SOFTMAX")
 # Ops that only move or convert data: not reported as "float compute".
 _DATA_OPS = ("QUANTIZE", "DEQUANTIZE", "SHAPE", "RESHAPE", "STRIDED_SLICE", "PACK",
              "GATHER", "SPLIT", "CONCATENATION")
@@ -645,23 +660,26 @@ _QUANT_DOC = {
                "compute.",
     "dynamic": "dynamic-range: weights with >= 1024 values int8 per output channel, "
                "activations float32 (quantised on the fly inside hybrid kernels).",
-    "int8": "full-integer post-training quantisation: conv/dense weights int8 per "
+    "int8": "integer post-training quantisation: conv/dense weights int8 per "
             "output channel, biases int32, activations int8 per tensor calibrated on "
             "the representative dataset, embedding table int8; float32 z in "
             "(QUANTIZE), int32 class_id in (indices of the int8 embedding table), "
-            "float32 image out (DEQUANTIZE); ops without an int8 kernel may fall back "
-            "to float (see float_compute_ops).",
+            "float32 image out (DEQUANTIZE); the ops in keep_float_ops (default the "
+            "attention BATCH_MATMULs and SOFTMAX, which XNNPACK runs in float32 only) "
+            "stay float32 between DEQUANTIZE and QUANTIZE; other ops without an int8 "
+            "kernel may fall back to float (see float_compute_ops).",
 }
 
 
-def _check_quantized(quantize: str, analysis: Dict[str, Any], out_path: str) -> None:
+def _check_quantized(quantize: str, analysis: Dict[str, Any], out_path: str,
+                     keep_float_ops: Sequence[str] = ()) -> None:
   dtypes = analysis["tensor_dtypes"]
   if quantize == "float16" and not dtypes.get("float16"):
     raise ExportError(f"float16 conversion of {out_path} produced no float16 weights; "
                       "the converter ignored the request (check the TF version).")
   if quantize == "int8":
-    float_heavy = [op for op in _INT8_REQUIRED_OPS
-                   if any(k in ("float32", "float16") for k in analysis["ops"].get(op, {}))]
+    float_heavy = [op for op in _INT8_REQUIRED_OPS if op not in keep_float_ops and
+                   any(k in ("float32", "float16") for k in analysis["ops"].get(op, {}))]
     if float_heavy or not dtypes.get("int8"):
       raise ExportError(
           f"int8 conversion of {out_path} left {float_heavy or 'every op'} in float; "
@@ -669,10 +687,34 @@ def _check_quantized(quantize: str, analysis: Dict[str, Any], out_path: str) -> 
           "or report the converter version.")
 
 
+def _convert_keeping_float(converter, float_ops: Sequence[str]) -> bytes:
+  """Integer conversion with the ops named in `float_ops` left in float32.
+
+  `tf.lite.experimental.QuantizationDebugger` is TF's public route to a selectively
+  quantised model: it calibrates with the converter's representative dataset, and
+  `get_nondebug_quantized_model` quantises everything but the denylisted ops (same
+  quantiser, same float interface as `converter.convert()`), inserting DEQUANTIZE /
+  QUANTIZE around them. Its `debug_dataset` is only read by `run()`, never here.
+  """
+  dataset = converter.representative_dataset
+  # The calibrate-only conversion warns that no mean/std statistics were given for
+  # the inputs; only a model with quantised inputs reads them, and ours keeps a
+  # float z (its QUANTIZE op uses the calibrated range). The caller's
+  # warnings.catch_warnings() scopes this filter to the conversion.
+  warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+  debugger = tf.lite.experimental.QuantizationDebugger(
+      converter=converter,
+      debug_dataset=lambda: ([d[Z_NAME], d[LABEL_NAME]] for d in dataset()),
+      debug_options=tf.lite.experimental.QuantizationDebugOptions(
+          denylisted_ops=list(float_ops)))
+  return debugger.get_nondebug_quantized_model()
+
+
 def export_tflite(generator, out_path: str, quantize: str = "none",
                   fixed_batch: Optional[int] = None,
                   representative_batches: Union[int, Iterable[Tuple[Any, Any]]] = 16,
-                  check_batch: Optional[int] = None, seed: int = 0) -> Dict[str, Any]:
+                  check_batch: Optional[int] = None, seed: int = 0,
+                  keep_float_ops: Sequence[str] = INT8_FLOAT_OPS) -> Dict[str, Any]:
   """Converts the generator to a verified .tflite file with `tf.lite.TFLiteConverter`.
 
   Args:
@@ -687,6 +729,9 @@ def export_tflite(generator, out_path: str, quantize: str = "none",
       8), or an iterable of (z, y) numpy batches of that batch size.
     check_batch: verification batch (default 4; must equal fixed_batch if set).
     seed: seed of the verification z and of the generated calibration data.
+    keep_float_ops: int8 only: TFLite op names left in float32 (default
+      `INT8_FLOAT_OPS`, the attention core, which XNNPACK runs fast only in
+      float32); `()` for a fully integer model.
 
   Returns:
     The dict written to `<out_path>.json`.
@@ -697,6 +742,11 @@ def export_tflite(generator, out_path: str, quantize: str = "none",
   """
   if quantize not in QUANTIZATIONS:
     raise ExportError(f"quantize={quantize!r} must be one of {QUANTIZATIONS}.")
+  keep_float_ops = tuple(keep_float_ops)
+  bad_ops = [op for op in keep_float_ops if not re.fullmatch(r"[A-Z][A-Z0-9_]*", str(op))]
+  if bad_ops:
+    raise ExportError(f"keep_float_ops={list(keep_float_ops)}: {bad_ops} are not TFLite "
+                      "op names; use upper-case builtin names like 'BATCH_MATMUL'.")
   if fixed_batch is not None and int(fixed_batch) < 1:
     raise ExportError(f"fixed_batch={fixed_batch} must be >= 1 (or None for dynamic).")
   if os.path.isdir(out_path):
@@ -715,6 +765,7 @@ def export_tflite(generator, out_path: str, quantize: str = "none",
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
   if quantize == "float16":
     converter.target_spec.supported_types = [tf.float16]
+  float_ops = keep_float_ops if quantize == "int8" else ()
   if quantize == "int8":
     converter.representative_dataset = _representative_dataset(
         spec, representative_batches, fixed_batch or _CALIBRATION_BATCH, seed)
@@ -722,7 +773,8 @@ def export_tflite(generator, out_path: str, quantize: str = "none",
     with warnings.catch_warnings():
       # The int8 calibrator inside TF still runs tf.lite.Interpreter; not our call.
       warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-      model = converter.convert()
+      model = (_convert_keeping_float(converter, float_ops) if float_ops
+               else converter.convert())
   except Exception as e:  # pylint: disable=broad-except - converter raises many types
     raise ExportError(f"TFLite conversion ({quantize}) of {out_path} failed: "
                       f"{str(e).strip()[:400]}") from e
@@ -730,7 +782,7 @@ def export_tflite(generator, out_path: str, quantize: str = "none",
   analysis = _analyze_tflite(model)
   _check_no_training_state(analysis.pop("tensor_names"), f"TFLite {out_path}",
                            check_ema)
-  _check_quantized(quantize, analysis, out_path)
+  _check_quantized(quantize, analysis, out_path, float_ops)
   z, y = _check_batch(spec, batch, seed)
   reference = np.asarray(generator((z, y), training=False))
   got = TFLiteRunner(model, spec=spec)(z, y)
@@ -761,6 +813,7 @@ def export_tflite(generator, out_path: str, quantize: str = "none",
     report["quantization_details"]["representative_batches"] = (
         representative_batches if isinstance(representative_batches, int) else "custom")
     report["quantization_details"]["calibration_batch"] = fixed_batch or _CALIBRATION_BATCH
+    report["quantization_details"]["keep_float_ops"] = list(float_ops)
   macs = _macs_per_image(gen)
   if macs is not None:
     report["macs_per_image"] = macs

@@ -172,9 +172,17 @@ class ExportTest(absltest.TestCase):
     self.assertLessEqual(np.abs(got).max(), 1.0)
     self.assertLess(np.abs(got - ref).mean(), 0.25)  # loose: a sanity bound only
     details = self.tfl_reports["int8"]["quantization_details"]
-    for op in ("CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"):
+    for op in ("CONV_2D", "FULLY_CONNECTED"):
       self.assertEqual(list(details["ops"][op]), ["int8"], op)
-    self.assertEqual(details["ops"]["DEQUANTIZE"], {"int8->float32": 1})
+    # The attention core stays float32 (export.INT8_FLOAT_OPS), nothing else does.
+    self.assertEqual(details["keep_float_ops"], ["BATCH_MATMUL", "SOFTMAX"])
+    self.assertEqual(details["ops"]["BATCH_MATMUL"], {"float32": 2})
+    self.assertEqual(details["ops"]["SOFTMAX"], {"float32": 1})
+    self.assertEqual(details["float_compute_ops"], ["BATCH_MATMUL", "SOFTMAX"])
+    # DEQUANTIZE: theta, phi, g into the float core and the image out; QUANTIZE: z
+    # and the attended values back to int8 (plus int8 -> int8 rescales).
+    self.assertEqual(details["ops"]["DEQUANTIZE"], {"int8->float32": 4})
+    self.assertEqual(details["ops"]["QUANTIZE"]["float32->int8"], 2)
     # The interface stays float32 z / int32 class_id / float32 image.
     from ai_edge_litert.interpreter import Interpreter
     interp = Interpreter(model_path=self.tfl["int8"])
@@ -183,6 +191,23 @@ class ExportTest(absltest.TestCase):
     self.assertEqual(np.dtype(interp.get_output_details()[0]["dtype"]).name, "float32")
     self.assertLess(self.tfl_reports["int8"]["file_size_bytes"],
                     self.tfl_reports["none"]["file_size_bytes"])
+
+  def test_tflite_int8_fully_integer_on_request(self):
+    """keep_float_ops=() quantises the attention core too (integer-only hardware)."""
+    path = os.path.join(self.tmp, "g_int8_full.tflite")
+    report = export.export_tflite(self.G, path, quantize="int8", representative_batches=8,
+                                  keep_float_ops=())
+    details = report["quantization_details"]
+    self.assertEqual(details["keep_float_ops"], [])
+    for op in ("CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX"):
+      self.assertEqual(list(details["ops"][op]), ["int8"], op)
+    self.assertEqual(details["float_compute_ops"], [])
+    self.assertEqual(details["ops"]["DEQUANTIZE"], {"int8->float32": 1})
+    got, ref = export.TFLiteRunner(path)(*fixed_batch(self.spec, 4)), self.keras(
+        *fixed_batch(self.spec, 4))
+    self.assertLess(np.abs(got - ref).mean(), 0.25)  # loose: a sanity bound only
+    with self.assertRaisesRegex(export.ExportError, "not TFLite op names"):
+      export.export_tflite(self.G, path, quantize="int8", keep_float_ops=("matmul",))
 
   def test_tflite_dynamic_batch_1_and_3(self):
     runner = export.TFLiteRunner(self.tfl["none"])

@@ -17,7 +17,8 @@ run "random-weights".
 
 For each model, each variant - Keras (tf.function on the inference copy: slim,
 frozen spectral norm), SavedModel (its signature), TFLite fp32 / float16 /
-dynamic-range / int8 (LiteRT interpreter, --num_threads) - and each batch size,
+dynamic-range / int8 (attention core float32, the default export) / int8_full
+(every op int8) (LiteRT interpreter, --num_threads) - and each batch size,
 the tool measures the latency of one call. All cases are measured side by side
 in ONE process and interleaved: every repeat visits every case once, so a burst of
 background load hits all cases alike. Each case first warms up (--warmup calls),
@@ -40,7 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import ppcd_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
@@ -60,9 +61,14 @@ from ppcd_tf.generator import Generator, GeneratorChannels, build_generator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ("keras", "saved_model", "tflite_fp32", "tflite_fp16", "tflite_dynamic",
-            "tflite_int8")
+            "tflite_int8", "tflite_int8_full")
 _TFLITE_QUANT = {"tflite_fp32": "none", "tflite_fp16": "float16",
-                 "tflite_dynamic": "dynamic", "tflite_int8": "int8"}
+                 "tflite_dynamic": "dynamic", "tflite_int8": "int8",
+                 "tflite_int8_full": "int8"}
+# export_tflite(keep_float_ops=...) per variant: "tflite_int8" is the default export
+# (attention core in float32, export.INT8_FLOAT_OPS); "tflite_int8_full" quantises
+# everything, the int8 export as it was before that default.
+_KEEP_FLOAT_OPS = {"tflite_int8_full": ()}
 
 FLAGS = flags.FLAGS
 ppcd_flags.define_flags()  # model flags for --flagfile (random mode)
@@ -208,7 +214,8 @@ class _Case:
             "repeats": len(self.times), "calls_per_repeat": self.calls}
 
 
-def _build_cases(models, variants, batches, tmp) -> Tuple[List[_Case], Dict[str, Any]]:
+def _build_cases(models, variants, batches, tmp, num_threads: int,
+                 representative_batches: int = 16) -> Tuple[List[_Case], Dict[str, Any]]:
   cases, artifacts = [], {}
   for role, (generator, _) in models.items():
     spec = export._spec_of(generator)  # pylint: disable=protected-access
@@ -230,10 +237,13 @@ def _build_cases(models, variants, batches, tmp) -> Tuple[List[_Case], Dict[str,
       else:
         path = os.path.join(tmp, f"{role}_{variant}.tflite")
         _log(f"{role}: converting {variant}")
-        info = export.export_tflite(generator, path, quantize=_TFLITE_QUANT[variant])
+        keep = _KEEP_FLOAT_OPS.get(variant, export.INT8_FLOAT_OPS)
+        info = export.export_tflite(generator, path, quantize=_TFLITE_QUANT[variant],
+                                    representative_batches=representative_batches,
+                                    keep_float_ops=keep)
         # One interpreter per batch size, so timing never includes a resize.
         make = lambda path=path: export.TFLiteRunner(  # noqa: E731
-            path, num_threads=FLAGS.num_threads)
+            path, num_threads=num_threads)
       if info:
         artifacts[f"{role}/{variant}"] = {
             k: info[k] for k in ("file_size_bytes", "max_abs_diff", "mean_abs_diff",
@@ -241,6 +251,42 @@ def _build_cases(models, variants, batches, tmp) -> Tuple[List[_Case], Dict[str,
       for b in batches:
         cases.append(_Case(role, variant, b, make(), spec, seed=b))
   return cases, artifacts
+
+
+def measure_cases(models: Dict[str, Tuple[Any, str]], variants: Sequence[str],
+                  batches: Sequence[int], warmup: int, repeats: int, min_repeat_s: float,
+                  num_threads: int, representative_batches: int = 16
+                  ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+  """Exports every (model, variant) to a temp dir and times all cases interleaved.
+
+  Args:
+    models: {role: (generator, description)}.
+    variants: names from VARIANTS.
+    batches: batch sizes; one runner per (model, variant, batch).
+    warmup: untimed calls per case (also sizes calls per repeat).
+    repeats: timed rounds; each round visits every case once, so background load
+      hits all cases alike.
+    min_repeat_s: each repeat times enough calls to last this long.
+    num_threads: LiteRT interpreter threads.
+    representative_batches: int8 calibration batches (of 8) per export.
+
+  Returns:
+    (per-case results as `_Case.result()` dicts, {"role/variant": export facts}).
+  """
+  tmp = tempfile.mkdtemp(prefix="bench_infer_")
+  try:
+    cases, artifacts = _build_cases(models, variants, batches, tmp, num_threads,
+                                    representative_batches)
+    _log(f"{len(cases)} cases; warming up")
+    for case in cases:
+      case.warm_up(warmup, min_repeat_s)
+    for r in range(repeats):
+      _log(f"repeat {r + 1}/{repeats}")
+      for case in cases:
+        case.repeat()
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return [c.result() for c in cases], artifacts
 
 
 def _ratios(results, key: str = "median_ms_per_image") -> Dict[str, Dict[str, float]]:
@@ -348,19 +394,9 @@ def main(argv):
     models = _random_models(FLAGS.random_slim_fraction) if opts["random"] \
         else _loaded_models()
     load_before = os.getloadavg()
-    tmp = tempfile.mkdtemp(prefix="bench_infer_")
-    try:
-      cases, artifacts = _build_cases(models, FLAGS.variants, opts["batches"], tmp)
-      _log(f"{len(cases)} cases; warming up")
-      for case in cases:
-        case.warm_up(FLAGS.warmup, FLAGS.min_repeat_s)
-      for r in range(FLAGS.repeats):
-        _log(f"repeat {r + 1}/{FLAGS.repeats}")
-        for case in cases:
-          case.repeat()
-    finally:
-      shutil.rmtree(tmp, ignore_errors=True)
-    results = [c.result() for c in cases]
+    results, artifacts = measure_cases(
+        models, FLAGS.variants, opts["batches"], FLAGS.warmup, FLAGS.repeats,
+        FLAGS.min_repeat_s, FLAGS.num_threads)
     ratios = _ratios(results)
     facts = {role: dict(_model_facts(g), source=src) for role, (g, src) in models.items()}
     tp, sp = facts["teacher"].get("params"), facts["slim"].get("params")
