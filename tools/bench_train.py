@@ -44,42 +44,57 @@ from ppcd_tf import flags as ppcd_flags
 
 ppcd_flags.define_flags()
 ppcd_flags.declare_key_flags()
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per case and repeat.", lower_bound=1)
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved rounds over all cases.",
-                                lower_bound=1)
-_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps per case after tracing.",
-                               lower_bound=0)
-_MODES = flags.DEFINE_list("bench_modes", ["teacher", "ppcd"],
-                           "Training modes to time: teacher and/or ppcd.")
-_JIT = flags.DEFINE_list("bench_jit", ["false", "true"],
-                         "XLA settings to time (false, true); overrides --jit_compile.")
-_PRECISIONS = flags.DEFINE_list("bench_precisions", ["float32"],
-                                f"Precisions to time, of {', '.join(config_lib.PRECISIONS)}; "
-                                "overrides --precision.")
-_WEIGHT_INIT = flags.DEFINE_enum("weight_init", "N02", ["N02", "ortho", "glorot"],
-                                 "Initialisation of the random weights.")
-_OUT = flags.DEFINE_string("out", "docs/bench/bench_train.json", "Output JSON path.")
+_FLAGS = {}
+
+
+def define_bench_flags() -> None:
+  """Defines this tool's own flags (at run time: tools.bench_infer, imported in the
+  same test process, defines a --repeats of its own)."""
+  if _FLAGS:
+    return
+  _FLAGS['steps'] = flags.DEFINE_integer("steps", 20, "Timed steps per case and repeat.",
+                                         lower_bound=1)
+  _FLAGS['repeats'] = flags.DEFINE_integer("repeats", 5,
+                                           "Interleaved rounds over all cases.",
+                                           lower_bound=1)
+  _FLAGS['warmup'] = flags.DEFINE_integer("warmup", 3,
+                                          "Untimed steps per case after tracing.",
+                                          lower_bound=0)
+  _FLAGS['modes'] = flags.DEFINE_list("bench_modes", ["teacher", "ppcd"],
+                                      "Training modes to time: teacher and/or ppcd.")
+  _FLAGS['jit'] = flags.DEFINE_list(
+      "bench_jit", ["false", "true"],
+      "XLA settings to time (false, true); overrides --jit_compile.")
+  _FLAGS['precisions'] = flags.DEFINE_list(
+      "bench_precisions", ["float32"],
+      f"Precisions to time, of {', '.join(config_lib.PRECISIONS)}; overrides --precision.")
+  _FLAGS['weight_init'] = flags.DEFINE_enum("weight_init", "N02", ["N02", "ortho", "glorot"],
+                                            "Initialisation of the random weights.")
+  _FLAGS['out'] = flags.DEFINE_string("out", "docs/bench/bench_train.json",
+                                      "Output JSON path.")
+
+
 FLAGS = flags.FLAGS
 
 _BOOLS = {"false": False, "0": False, "no": False, "true": True, "1": True, "yes": True}
 
 
 def _parse_cases():
-  modes = [m.strip() for m in _MODES.value if m.strip()]
+  modes = [m.strip() for m in _FLAGS['modes'].value if m.strip()]
   bad = [m for m in modes if m not in ("teacher", "ppcd")]
   if bad or not modes:
-    raise config_lib.ConfigError(f"--bench_modes={','.join(_MODES.value)}: use teacher "
+    raise config_lib.ConfigError(f"--bench_modes={','.join(_FLAGS['modes'].value)}: use teacher "
                                  "and/or ppcd.")
   try:
-    jits = [_BOOLS[v.strip().lower()] for v in _JIT.value if v.strip()]
+    jits = [_BOOLS[v.strip().lower()] for v in _FLAGS['jit'].value if v.strip()]
   except KeyError:
-    raise config_lib.ConfigError(f"--bench_jit={','.join(_JIT.value)}: use false and/or "
+    raise config_lib.ConfigError(f"--bench_jit={','.join(_FLAGS['jit'].value)}: use false and/or "
                                  "true.") from None
-  precisions = [p.strip() for p in _PRECISIONS.value if p.strip()]
+  precisions = [p.strip() for p in _FLAGS['precisions'].value if p.strip()]
   bad = [p for p in precisions if p not in config_lib.PRECISIONS]
   if bad or not precisions or not jits:
     raise config_lib.ConfigError(
-        f"--bench_precisions={','.join(_PRECISIONS.value)} / --bench_jit: give at least "
+        f"--bench_precisions={','.join(_FLAGS['precisions'].value)} / --bench_jit: give at least "
         f"one of each; precisions are {', '.join(config_lib.PRECISIONS)}.")
   return list(itertools.product(modes, jits, precisions))
 
@@ -234,22 +249,23 @@ def main(argv):
     base = ppcd_flags.config_from_flags(FLAGS)
     cases = _parse_cases()
     load_before = os.getloadavg()
-    result = run_benchmark(base, cases, _STEPS.value, _REPEATS.value, _WARMUP.value,
-                           _WEIGHT_INIT.value,
+    result = run_benchmark(base, cases, _FLAGS['steps'].value, _FLAGS['repeats'].value, _FLAGS['warmup'].value,
+                           _FLAGS['weight_init'].value,
                            log=lambda m: print(m, file=sys.stderr, flush=True))
     result = {"command": "python -m tools.bench_train " + " ".join(sys.argv[1:]),
               **result,
               "machine": {**_machine(), "load_average_before": load_before,
                           "load_average_after": os.getloadavg()}}
-    checkpoints.write_json_atomic(_OUT.value, result)
+    checkpoints.write_json_atomic(_FLAGS['out'].value, result)
   print(json.dumps({k: result[k] for k in ("step_time_ratio_ppcd_over_teacher",
                                            "xla_speedup",
                                            "precision_speedup_over_float32")}, indent=1))
   for name, s in result["images_per_second"].items():
     print(f"{name}: {s['median']:.1f} images/s")
-  print(f"-> {_OUT.value}")
+  print(f"-> {_FLAGS['out'].value}")
 
 
 if __name__ == "__main__":
+  define_bench_flags()
   logging.set_verbosity(logging.WARNING)
   app.run(main)
