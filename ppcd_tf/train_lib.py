@@ -535,7 +535,6 @@ class Trainer:
 
   def _make_train_step(self):
     strategy = self.strategy
-    self._jit_fns = {}
 
     @tf.function
     def train_step(iterator):
