@@ -275,6 +275,8 @@ class RunConfig:
   eval_every: int = 0               # 0: no evaluation during training
   eval_extractor: str = ""          # classifier:<dir> | inception:<path>, for eval_every
   eval_num_samples: int = 1000
+  early_stop_evals: int = 0         # stop after this many evaluations without a real gain (0 = off)
+  early_stop_min_delta: float = 0.02  # relative FID gain that counts (ppcd_tf.early_stop)
   stats_dir: str = "runs/reference_stats"
   keep_checkpoints: int = 3
   truncation: float = 0.0           # 0 = none; t > 0 redraws latent entries with |z| > t
@@ -297,6 +299,14 @@ class RunConfig:
            "from python -m ppcd_tf.train_classifier).")
     _check(self.eval_num_samples >= 20,
            f"eval_num_samples={self.eval_num_samples} must be >= 20.")
+    _check(self.early_stop_evals >= 0,
+           f"early_stop_evals={self.early_stop_evals} must be >= 0 (0 = off).")
+    _check(not self.early_stop_evals or self.eval_every > 0,
+           f"early_stop_evals={self.early_stop_evals} needs --eval_every > 0 (the FIDs "
+           "it watches).")
+    _check(0.0 <= self.early_stop_min_delta < 1.0,
+           f"early_stop_min_delta={self.early_stop_min_delta} must be in [0, 1) "
+           "(a relative FID improvement, 0.02 = 2%).")
     _check(self.keep_checkpoints >= 1,
            f"keep_checkpoints={self.keep_checkpoints} must be >= 1.")
     _check(0 <= self.truncation <= 4.0 and math.isfinite(self.truncation),

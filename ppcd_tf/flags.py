@@ -177,6 +177,14 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                       "inception:<path>.", **m)
   flags.DEFINE_integer("eval_num_samples", rd.eval_num_samples,
                        "Samples per evaluation during training.", lower_bound=20, **m)
+  flags.DEFINE_integer("early_stop_evals", rd.early_stop_evals,
+                       "Stop training once this many evaluations in a row (--eval_every) "
+                       "have not improved the best FID by more than --early_stop_min_delta; "
+                       "the best evaluation's checkpoint is kept in WORKDIR/best/ (a "
+                       "complete workdir). 0 = train to --num_steps.", lower_bound=0, **m)
+  flags.DEFINE_float("early_stop_min_delta", rd.early_stop_min_delta,
+                     "Relative FID improvement that counts for --early_stop_evals "
+                     "(0.02 = 2%).", lower_bound=0.0, upper_bound=0.99, **m)
   flags.DEFINE_string("stats_dir", rd.stats_dir,
                       "Cache of real-data reference statistics for evaluation.", **m)
   flags.DEFINE_integer("keep_checkpoints", rd.keep_checkpoints, "Checkpoints to keep.",
@@ -285,6 +293,8 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           log_every=f.log_every, save_every=f.save_every, sample_every=f.sample_every,
           eval_every=f.eval_every, eval_extractor=f.eval_extractor,
           eval_num_samples=f.eval_num_samples, stats_dir=f.stats_dir,
+          early_stop_evals=f.early_stop_evals,
+          early_stop_min_delta=f.early_stop_min_delta,
           keep_checkpoints=f.keep_checkpoints,
           truncation=f.truncation, precision=f.precision, jit_compile=f.jit_compile))
   return cfg.validate()

@@ -26,6 +26,11 @@ moved to `checkpoints/unreadable/` and the previous good one is used. A NaN/Inf
 loss stops the run before it saves (`TrainingDivergedError`); an unreadable image
 in the data stops it with a `DataError` naming the file.
 
+Early stopping (`--early_stop_evals`, `ppcd_tf.early_stop`): with `--eval_every`
+the run stops once the best FID has not improved by more than
+`--early_stop_min_delta` over that many evaluations; the best evaluation's
+checkpoint is kept in WORKDIR/best/ (a complete workdir, usable as --teacher_dir).
+
 Test hook: with the environment variable `PPCD_TF_TEST_PUBLISH_DELAY=S` (or
 `STEP:S`) every checkpoint save (or only the one at STEP) sleeps S seconds after
 the checkpoint is written and verified, before it becomes the latest, so a test
@@ -56,6 +61,7 @@ from ppcd_tf import config as config_lib
 from ppcd_tf import data as data_lib
 from ppcd_tf import distill
 from ppcd_tf import distribute
+from ppcd_tf import early_stop
 from ppcd_tf import evaluation
 from ppcd_tf import flops
 from ppcd_tf import images as images_lib
@@ -179,6 +185,7 @@ class Trainer:
                     if self.is_chief else tf.summary.create_noop_writer())
     self._train_step_fn = None
     self._eval = None
+    self._best_manager = None
 
   # ------------------------------------------------------------------ set-up
   def _check_workdir(self) -> None:
@@ -694,8 +701,13 @@ class Trainer:
         f"without saving ({where}). Lower --g_lr/--d_lr or check the data.")
 
   # ------------------------------------------------------------------ the loop
-  def fit(self, progress: bool = True, until_step: Optional[int] = None) -> Dict:
+  def fit(self, progress: bool = True, until_step: Optional[int] = None,
+          time_limit_s: Optional[float] = None) -> Dict:
     """Trains to `num_steps` (or stops early at `until_step`, saving a checkpoint).
+
+    With `time_limit_s`, training also stops at the first checkpoint (and its
+    evaluation, if any) written after that many seconds, so a long run can be
+    trained in chunks that lose nothing.
 
     The losses stay on the device between reads: they are read on the host (one
     sync) every `--log_every` steps and at every step that samples, saves or
@@ -718,7 +730,9 @@ class Trainer:
     start, t_last, s_last = time.time(), time.time(), step
     logs: Dict[str, float] = {}
     events = []
-    while step < stop:
+    history = self._eval_history(step)
+    stopped_early = self._plateaued(history)
+    while step < stop and not stopped_early:
       self._prune_before_step(step, events)
       if self.masked:
         frozen = self.controller.schedule.is_frozen(step)
@@ -754,12 +768,57 @@ class Trainer:
         result = self.evaluate(step)
         logging.info("step %d: FID %.3f, class accuracy %s", step, result["fid"],
                      result.get("class_accuracy"))
+        history.append(dict(result, step=step))
+        if early_stop.best_evaluation(history)[0] == step:
+          self._save_best(step)
+        stopped_early = self._plateaued(history)
+        if stopped_early:
+          if not save_now:
+            self.save(step)
+          logging.info("step %d: FID has not improved by more than %.1f%% over %d "
+                       "evaluations; stopping (best: %s)", step,
+                       100 * r.early_stop_min_delta, r.early_stop_evals,
+                       early_stop.best_evaluation(history))
+      if time_limit_s is not None and save_now and time.time() - start > time_limit_s:
+        break  # after this step's checkpoint and evaluation: a rerun resumes here
+    if bar is not None and stopped_early:
+      bar.update(step, finalize=True)
     self._writer.flush()
     wall = time.time() - start
     summary = self._final_summary(step, logs, wall)
+    if r.eval_every:
+      best_step, best_fid = early_stop.best_evaluation(history)
+      summary.update(stopped_early=stopped_early, best_eval_step=best_step,
+                     best_fid=best_fid, evaluations=len(history))
     if self.is_chief:
       checkpoints.write_json_atomic(os.path.join(self.workdir, "train_summary.json"), summary)
     return summary
+
+  def _eval_history(self, step: int) -> List[Dict]:
+    """This run's evaluations up to `step` (read back from WORKDIR/eval/ on resume)."""
+    if not self.cfg.run.eval_every:
+      return []
+    return early_stop.read_eval_history(self.workdir, up_to_step=step)
+
+  def _plateaued(self, history: List[Dict]) -> bool:
+    r = self.cfg.run
+    return bool(r.early_stop_evals) and early_stop.plateaued(
+        [h["fid"] for h in history], r.early_stop_evals, r.early_stop_min_delta)
+
+  def best_dir(self) -> str:
+    """WORKDIR/best: a complete workdir (config.json + the best evaluation's checkpoint)."""
+    return os.path.join(self.workdir, "best")
+
+  def _save_best(self, step: int) -> None:
+    """Keeps the checkpoint of the lowest-FID evaluation so far in `best_dir()`."""
+    if not self.is_chief:
+      return
+    if self._best_manager is None:
+      self._best_manager = tf.train.CheckpointManager(
+          self.checkpoint, checkpoints.checkpoint_dir(self.best_dir()), max_to_keep=1,
+          step_counter=self.step)
+    checkpoints.write_config(self.best_dir(), self.cfg)
+    checkpoints.save_checkpoint(self._best_manager, step)
 
   def _prune_before_step(self, step: int, events: List) -> None:
     """Runs the pruning event of `step`, if any, before its training step; an event
