@@ -5,7 +5,7 @@
       --steps=15 --repeats=5 --out=docs/bench/bench_train.json
 
 One process builds one Trainer per case, the product of --bench_modes (teacher,
-ppcd), --bench_jit (XLA off / on) and --bench_precisions, in temporary workdirs
+ppcd, or PPCD with distillation terms off: `PPCD_VARIANTS`), --bench_jit (XLA off / on) and --bench_precisions, in temporary workdirs
 (every PPCD case distils from one teacher checkpointed at step 0, so the student
 has the teacher's width: PPCD's masked step at equal width). Each case traces and
 warms up, then --repeats rounds each time --steps steps of every case in turn
@@ -60,8 +60,12 @@ def define_bench_flags() -> None:
   _FLAGS['warmup'] = flags.DEFINE_integer("warmup", 3,
                                           "Untimed steps per case after tracing.",
                                           lower_bound=0)
-  _FLAGS['modes'] = flags.DEFINE_list("bench_modes", ["teacher", "ppcd"],
-                                      "Training modes to time: teacher and/or ppcd.")
+  _FLAGS['modes'] = flags.DEFINE_list(
+      "bench_modes", ["teacher", "ppcd"],
+      "Training modes to time: teacher, ppcd, and PPCD with parts of its distillation "
+      "off to see where its extra time goes: ppcd_no_cam (attention + pixel terms: the "
+      "teacher G pass), ppcd_cam_only (the CAM term: teacher G and two teacher D "
+      "passes), ppcd_no_distill (masks only).")
   _FLAGS['jit'] = flags.DEFINE_list(
       "bench_jit", ["false", "true"],
       "XLA settings to time (false, true); overrides --jit_compile.")
@@ -76,15 +80,24 @@ def define_bench_flags() -> None:
 
 FLAGS = flags.FLAGS
 
+# PPCD with parts of its distillation switched off: where its extra step time goes.
+PPCD_VARIANTS = {
+    "ppcd": {},
+    "ppcd_no_cam": dict(lambda_cam=0.0),                   # + the teacher G pass
+    "ppcd_cam_only": dict(lambda_att=0.0, lambda_pix=0.0),  # + teacher G and two teacher D passes
+    "ppcd_no_distill": dict(lambda_att=0.0, lambda_cam=0.0, lambda_pix=0.0),  # masks only
+}
+MODES = ("teacher",) + tuple(PPCD_VARIANTS)
+
 _BOOLS = {"false": False, "0": False, "no": False, "true": True, "1": True, "yes": True}
 
 
 def _parse_cases():
   modes = [m.strip() for m in _FLAGS['modes'].value if m.strip()]
-  bad = [m for m in modes if m not in ("teacher", "ppcd")]
+  bad = [m for m in modes if m not in MODES]
   if bad or not modes:
-    raise config_lib.ConfigError(f"--bench_modes={','.join(_FLAGS['modes'].value)}: use teacher "
-                                 "and/or ppcd.")
+    raise config_lib.ConfigError(f"--bench_modes={','.join(_FLAGS['modes'].value)}: use some of "
+                                 f"{', '.join(MODES)}.")
   try:
     jits = [_BOOLS[v.strip().lower()] for v in _FLAGS['jit'].value if v.strip()]
   except KeyError:
@@ -152,7 +165,8 @@ def run_benchmark(base: config_lib.Config, cases, steps: int, repeats: int, warm
     for mode, jit, prec in cases:
       name = case_name(mode, jit, prec)
       wd = os.path.join(root, name.replace("/", "_"))
-      run = dict(workdir=wd, mode=mode, jit_compile=jit, precision=prec)
+      run = dict(workdir=wd, mode="teacher" if mode == "teacher" else "ppcd",
+                 jit_compile=jit, precision=prec)
       if mode == "teacher":
         cfg = base.replace(run=run)
       else:
@@ -161,16 +175,18 @@ def run_benchmark(base: config_lib.Config, cases, steps: int, repeats: int, warm
                                    weight_init=weight_init)
           seed.manager.save(checkpoint_number=0)
           del seed
-        cfg = base.replace(run=run, distill=dict(teacher_dir=tdir)).validate()
+        cfg = base.replace(run=run, distill=dict(teacher_dir=tdir, **PPCD_VARIANTS[mode])
+                           ).validate()
       t = train_lib.Trainer(cfg, weight_init=weight_init)
       if memory_device:
         tf.config.experimental.reset_memory_stats(memory_device)
       start = time.perf_counter()
-      train_lib.read_logs(t.run_step())
+      logs = t.run_step()
+      train_lib.read_logs(logs)
       trace[name] = time.perf_counter() - start
       for _ in range(warmup):
-        t.run_step()
-      train_lib.read_logs(t.run_step())
+        logs = t.run_step()
+      train_lib.read_logs(logs)  # waits for the warm-up steps
       memory[name] = ({"gpu_peak_mb": tf.config.experimental.get_memory_info(
                           memory_device)["peak"] / 2 ** 20} if memory_device else
                       {"host_rss_mb": _proc_status_mb("VmRSS")})
@@ -190,6 +206,13 @@ def run_benchmark(base: config_lib.Config, cases, steps: int, repeats: int, warm
       speed = _ratio(rates, t_name, p_name)  # teacher speed / ppcd speed = time ratio
       if speed is not None:
         ratios[f"{'xla' if jit else 'no_xla'}/{prec}"] = speed
+    # Every PPCD variant against the teacher at the same XLA setting and precision.
+    over_teacher = {}
+    for mode, jit, prec in cases:
+      if mode != "teacher":
+        r = _ratio(rates, case_name("teacher", jit, prec), case_name(mode, jit, prec))
+        if r is not None:
+          over_teacher[case_name(mode, jit, prec)] = r
     xla = {}
     for mode, _, prec in cases:
       sp = _ratio(rates, case_name(mode, True, prec), case_name(mode, False, prec))
@@ -217,6 +240,7 @@ def run_benchmark(base: config_lib.Config, cases, steps: int, repeats: int, warm
         "steps_per_second": {k: _stats(v) for k, v in rates.items()},
         "images_per_second": {k: _stats([x * batch for x in v]) for k, v in rates.items()},
         "step_time_ratio_ppcd_over_teacher": ratios,
+        "step_time_ratio_over_teacher": over_teacher,
         "xla_speedup": xla,
         "precision_speedup_over_float32": prec_speedup,
         "memory": {"per_case": memory, "host_peak_rss_mb": _proc_status_mb("VmHWM"),
