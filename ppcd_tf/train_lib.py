@@ -332,11 +332,6 @@ class Trainer:
     self.teacher_prefix, self.teacher_step = checkpoints.restore_objects_from_workdir(
         tdir, ema_generator=self.teacher_G, discriminator=self.teacher_D)
     logging.info("Teacher: %s (step %d)", self.teacher_prefix, self.teacher_step)
-    # The teacher is frozen: no variable of it is trainable, so the student's tape
-    # never watches one (the CAM term differentiates through the teacher D to the
-    # student's images only).
-    for model in (self.teacher_G, self.teacher_D):
-      model.trainable = False
 
   def _make_dataset(self, consumed_batches: int):
     """Distributed training data, positioned after `consumed_batches` batches.
