@@ -6,7 +6,7 @@ import unittest
 
 import numpy as np
 
-from ppcd_tf import checkpoints, config as config_lib, early_stop
+from ppcd_tf import config as config_lib, early_stop
 from tests import tiny_runs
 
 
@@ -78,7 +78,8 @@ class ConfigTest(unittest.TestCase):
 
 
 class TrainerEarlyStopTest(unittest.TestCase):
-  """A tiny teacher evaluated every step stops at the first plateau and resumes stopped."""
+  """The Trainer's side; stopping at a plateau, WORKDIR/best and a rerun that trains
+  nothing more are tested through tools/train_teacher (tests/test_teacher_asset.py)."""
 
   def _cfg(self, wd, **run):
     cfg = tiny_runs.teacher_cfg(wd, num_steps=8)
@@ -87,39 +88,17 @@ class TrainerEarlyStopTest(unittest.TestCase):
         eval_num_samples=20, stats_dir=os.path.join(tiny_runs.root(), "stats"),
         save_every=100, sample_every=100, **run)).validate()
 
-  def test_stops_keeps_best_and_resumes_stopped(self):
+  def test_time_limited_chunk_then_resume_to_the_end(self):
+    # fit(time_limit_s=0) stops at the first checkpoint (step 2, after its
+    # evaluation); the rerun reads the two evaluations back and trains to the end.
     from ppcd_tf import train_lib
     wd = os.path.join(tempfile.mkdtemp(), "t")
-    # patience 1 and a 99% threshold: the second evaluation cannot qualify.
-    cfg = self._cfg(wd, early_stop_evals=1, early_stop_min_delta=0.99)
-    summary = train_lib.train(cfg, progress=False)
-    self.assertTrue(summary["stopped_early"])
-    self.assertEqual(summary["step"], 2)
-    self.assertEqual(summary["evaluations"], 2)
-    fids = [json.load(open(os.path.join(wd, "eval", f"step_{s:06d}.json")))["fid"]
-            for s in (1, 2)]
-    self.assertEqual(summary["best_eval_step"], int(np.argmin(fids)) + 1)
-    self.assertEqual(summary["best_fid"], min(fids))
-    # WORKDIR/best is a workdir holding the best step's checkpoint.
-    best = os.path.join(wd, "best")
-    self.assertEqual(checkpoints.read_config(best).run.mode, "teacher")
-    from ppcd_tf.generator import build_generator
-    import tensorflow as tf
-    g = build_generator(cfg.model, masked=False)
-    m = cfg.model
-    g((tf.zeros([1, m.z_dim]), tf.zeros([1], tf.int32)), training=False)
-    _, step = checkpoints.restore_objects_from_workdir(best, ema_generator=g)
-    self.assertEqual(step, summary["best_eval_step"])
-    # The stop was saved; a rerun trains nothing more.
-    again = train_lib.train(cfg, progress=False)
-    self.assertEqual(again["step"], 2)
-    self.assertTrue(again["stopped_early"])
-
-  def test_no_plateau_trains_to_the_end(self):
-    from ppcd_tf import train_lib
-    wd = os.path.join(tempfile.mkdtemp(), "t")
-    cfg = self._cfg(wd, early_stop_evals=20).replace(optim=dict(num_steps=3))
-    summary = train_lib.train(cfg, progress=False)
+    cfg = self._cfg(wd, early_stop_evals=20).replace(
+        optim=dict(num_steps=3), run=dict(save_every=2))
+    first = train_lib.Trainer(cfg).fit(progress=False, time_limit_s=0.0)
+    self.assertEqual((first["step"], first["evaluations"]), (2, 2))
+    self.assertFalse(first["stopped_early"])
+    summary = train_lib.Trainer(cfg).fit(progress=False)
     self.assertFalse(summary["stopped_early"])
     self.assertEqual(summary["step"], 3)
     self.assertEqual(summary["evaluations"], 3)
