@@ -13,8 +13,13 @@ them); `.npz` files holding the same keys -> arrays need nothing but NumPy
 
 Supported BigGAN-PyTorch settings: `G_shared` (shared class embedding), with or
 without `hier`, one singular vector per SN layer (`num_G_SVs = num_D_SVs = 1`),
-`D_wide`, `norm_style='bn'`; BN buffers from the plain `ccbn`/`bn`, from `--mybn`
-(`X.bn.stored_mean`) or from `--cross_replica` (`X.bn.running_mean`).
+`D_wide`, `norm_style='bn'`; BN buffers from the plain `ccbn`/`bn` or from `--mybn`
+(`X.bn.stored_mean`). Not `--cross_replica` (SyncBN, `X.bn.running_mean`): BigGAN-
+PyTorch's SyncBN eval path adds the CBN gain instead of multiplying by it
+(x_hat + gain + bias), which no ppcd_tf generator computes, so such state dicts are
+refused; `allow_cross_replica=True` (`--allow_cross_replica`) imports them with
+standard BatchNorm (x_hat * gain + bias), and the teacher's outputs then differ from
+BigGAN-PyTorch's SyncBN eval outputs (the summary says so).
 
 Key mapping (PyTorch key -> our variable; i = block index):
 
@@ -39,8 +44,9 @@ Every SN layer: `weight` -> kernel, `bias` -> bias, `u0` [1, N] -> `sn_u` [N],
 views the weight as [out, in*kh*kw] and multiplies `u @ W`; ours is the [K, N]
 transpose), so u0 is copied unpermuted except for the stem. Both run one power-
 iteration step from the stored u in inference without storing it, so the imported
-generator computes BigGAN-PyTorch's eval-mode function; `sv0` (BigGAN-PyTorch logs
-it, never divides by it) becomes `sn_sigma`, used only by `sn_mode="frozen"`.
+generator computes BigGAN-PyTorch's eval-mode function (with the supported BN styles
+above); `sv0` (BigGAN-PyTorch logs it, never divides by it) becomes `sn_sigma`, used
+only by `sn_mode="frozen"`.
 
 Stem: PyTorch views the linear output as NCHW [C, 4, 4] (unit c*16 + h*4 + w), ours
 as NHWC [4, 4, C] (unit (h*4 + w)*C + c); kernel columns, bias and u0 are permuted
@@ -55,6 +61,12 @@ statistics are then sums that BigGAN-PyTorch divides by it only in its standing-
 mode). Everything else must be consumed: a missing, unexpected or wrongly shaped
 tensor is a `BigGANImportError` naming all of them.
 
+Files: an unreadable input (empty, truncated, not a zip archive, not a state dict) is
+a `BigGANImportError` naming the file, its size and what it looks like. The workdir
+is written whole to a temporary sibling, checked, then moved onto the target
+(`checkpoints.replace_dir`), so a failed import, `overwrite` or not, leaves an
+earlier teacher there unchanged and no temporary directory behind.
+
 TensorFlow is imported lazily, so reading and converting state dicts
 (`load_state_dict`, `convert_to_npz`) works without it.
 """
@@ -66,6 +78,8 @@ import math
 import os
 import re
 import shutil
+import zipfile
+import zlib
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -78,7 +92,7 @@ __all__ = [
     "TensorMapping", "load_state_dict", "canonical_state_dict", "convert_to_npz",
     "infer_architecture", "check_against_config", "generator_mapping",
     "discriminator_mapping", "check_state_dict", "load_into", "import_teacher",
-    "IMPORT_SUMMARY_FILE",
+    "IMPORT_SUMMARY_FILE", "CROSS_REPLICA_NOTE", "cross_replica_keys",
 ]
 
 IGNORED_KEY_SUFFIXES = ("num_batches_tracked", "accumulation_counter")
@@ -99,7 +113,20 @@ class BigGANImportError(ValueError):
 
 
 # --------------------------------------------------------------------------- reading
-def _to_numpy(value, key: str) -> np.ndarray:
+_ZIP_MAGIC = b"PK\x03\x04"   # first bytes of a zip archive (.npz, torch.save >= 1.6)
+_ZIP_END = b"PK\x05\x06"     # its end-of-central-directory record, within the last
+_ZIP_END_SPAN = 22 + 65535   # 22 bytes + an optional comment of up to 64 KiB
+_NPY_MAGIC = b"\x93NUMPY"
+# BN buffers of BigGAN-PyTorch --cross_replica (SyncBN2d) and of --mybn (myBN).
+_CROSS_REPLICA_KEY = re.compile(r"\.bn\.running_(?:mean|var)$")
+_WRAPPED_BN_KEY = re.compile(r"\.bn\.(?:stored|running)_(mean|var)$")
+CROSS_REPLICA_NOTE = (
+    "BigGAN-PyTorch's SyncBN eval path adds the CBN gain instead of multiplying by it "
+    "(x_hat + gain + bias, not x_hat * gain + bias), so the imported teacher's outputs "
+    "will not equal BigGAN-PyTorch's SyncBN eval outputs")
+
+
+def _to_numpy(value, key: str, what: str) -> np.ndarray:
   if hasattr(value, "detach"):  # a torch.Tensor
     value = value.detach().cpu()
     if value.dtype.is_floating_point:
@@ -107,12 +134,75 @@ def _to_numpy(value, key: str) -> np.ndarray:
     return value.numpy()
   if isinstance(value, (np.ndarray, np.generic, int, float)):
     return np.asarray(value)
-  raise BigGANImportError(f"state-dict entry {key!r} is a {type(value).__name__}, not a "
+  raise BigGANImportError(f"{what}: entry {key!r} is a {type(value).__name__}, not a "
                           "tensor; pass a BigGAN-PyTorch state dict (G.pth, G_ema.pth, "
                           "D.pth), not a training-state file (state_dict.pth).")
 
 
-def _torch_load(path: str) -> Mapping[str, Any]:
+_AGAIN = "copy or download it again"
+_NPZ_FIX = ("write it with numpy.savez(path, **state_dict) or python -m "
+            "tools.import_biggan --to_npz")
+
+
+def _unreadable(path: str, looks: str, fix: str = _AGAIN) -> BigGANImportError:
+  return BigGANImportError(f"{path} {looks}; {fix}.")
+
+
+def _short(error: BaseException) -> str:
+  """`Type: first line` of an exception (torch's messages run over many lines)."""
+  text = str(error).strip().splitlines()
+  first = text[0] if text else ""
+  first = first if len(first) <= 200 else first[:197] + "..."
+  return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def _file_head(path: str) -> Tuple[int, bytes]:
+  """(size, first 8 bytes); raises the one-line error for an empty or cut zip file."""
+  try:
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+      head = f.read(8)
+      f.seek(max(0, size - _ZIP_END_SPAN))
+      tail = f.read()
+  except OSError as e:
+    raise BigGANImportError(f"{path} cannot be read ({e.strerror or e}).") from e
+  if size == 0:
+    raise _unreadable(path, "is empty (0 bytes)")
+  if head.startswith(_ZIP_MAGIC) and _ZIP_END not in tail:
+    raise _unreadable(path, f"is truncated ({size:,} bytes: a zip archive without its "
+                      "end record, as an interrupted download or copy leaves it)")
+  return size, head
+
+
+def _read_npz(path: str) -> Dict[str, np.ndarray]:
+  size, head = _file_head(path)
+  if head.startswith(_NPY_MAGIC):
+    raise _unreadable(path, f"is a single .npy array ({size:,} bytes), not an .npz "
+                      "archive of the state dict's tensors", _NPZ_FIX)
+  if not head.startswith((_ZIP_MAGIC, _ZIP_END)):  # (an empty archive is its end record)
+    raise _unreadable(path, f"is not a zip archive, so not an .npz file ({size:,} bytes "
+                      f"starting with {head!r})", _NPZ_FIX)
+  try:
+    with zipfile.ZipFile(path) as archive:
+      names = archive.namelist()
+    if any(n.endswith("data.pkl") for n in names):
+      raise _unreadable(path, "is a PyTorch checkpoint (torch.save's zip format), not "
+                        "an .npz file", "pass it under a .pth name (reading it needs "
+                        "torch) or convert it with --to_npz")
+    with np.load(path, allow_pickle=False) as data:
+      return {k: data[k] for k in data.files}
+  except BigGANImportError:
+    raise
+  except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+    raise _unreadable(path, f"is a truncated or damaged zip archive ({size:,} bytes; "
+                      f"{_short(e)})") from e
+  except Exception as e:  # numpy raises ValueError, OSError, KeyError, ...
+    raise _unreadable(path, f"cannot be read as an .npz file ({size:,} bytes; "
+                      f"{_short(e)})", _NPZ_FIX) from e
+
+
+def _read_pth(path: str) -> Mapping[str, Any]:
+  size, _ = _file_head(path)
   try:
     import torch  # optional dependency, only for .pth files
   except ImportError:
@@ -120,82 +210,116 @@ def _torch_load(path: str) -> Mapping[str, Any]:
         f"reading {path} needs PyTorch, which is not installed: {TORCH_INSTALL_HINT}."
     ) from None
   try:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    raw = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:  # torch.load raises many exception types
-    raise BigGANImportError(f"torch.load({path!r}) failed: {e}") from e
+    # EOFError: a legacy (pickle) format file that ends early.
+    looks = "is truncated or not" if isinstance(e, EOFError) else "is not"
+    raise _unreadable(path, f"{looks} a PyTorch checkpoint ({size:,} bytes; torch.load: "
+                      f"{_short(e)})", "pass a state dict saved with torch.save("
+                      "model.state_dict(), path) (G.pth, G_ema.pth, D.pth)") from e
+  if not isinstance(raw, Mapping):
+    raise BigGANImportError(f"{path} holds a {type(raw).__name__}, not a state dict; "
+                            "save it with torch.save(model.state_dict(), path).")
+  return raw
 
 
-def canonical_state_dict(state: Mapping[str, Any], what: str = "state dict") -> StateDict:
+def _read_source(path: StateSource) -> Mapping[str, Any]:
+  """The raw key -> tensor mapping of a file (keys as saved) or of a mapping."""
+  if isinstance(path, Mapping):
+    return path
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise BigGANImportError(f"{path} does not exist or is not a file.")
+  lower = path.lower()
+  if lower.endswith(".npz"):
+    return _read_npz(path)
+  if lower.endswith((".pth", ".pt")):
+    return _read_pth(path)
+  raise BigGANImportError(f"{path}: unknown file type; pass a BigGAN-PyTorch .pth "
+                          "state dict or an .npz file with the same keys.")
+
+
+def cross_replica_keys(state: Mapping[str, Any]) -> List[str]:
+  """The keys of `state` that are BigGAN-PyTorch `--cross_replica` (SyncBN) buffers."""
+  return sorted(str(k) for k in state if _CROSS_REPLICA_KEY.search(str(k)))
+
+
+def canonical_state_dict(state: Mapping[str, Any], what: str = "state dict",
+                         allow_cross_replica: bool = False) -> StateDict:
   """Keys -> float/int NumPy arrays with BigGAN-PyTorch's plain key names.
 
   Strips a `module.` prefix shared by every key (a DataParallel-wrapped save), turns
-  `X.bn.stored_mean` (`--mybn`) and `X.bn.running_mean` (`--cross_replica`) into
-  `X.stored_mean` (same for var), converts torch tensors to arrays.
+  `X.bn.stored_mean` (`--mybn`) into `X.stored_mean` (same for var), converts torch
+  tensors to arrays. `X.bn.running_mean` / `running_var` (`--cross_replica`, SyncBN)
+  are refused unless `allow_cross_replica`, and then renamed the same way: see
+  `CROSS_REPLICA_NOTE` for why no exact import of them exists.
 
   Raises:
-    BigGANImportError: two keys collapse to the same name, or a value is no tensor.
+    BigGANImportError: the mapping is empty, holds SyncBN buffers (without
+      `allow_cross_replica`), two keys collapse to the same name, or a value is no
+      tensor.
   """
   keys = list(state.keys())
+  if not keys:
+    raise BigGANImportError(f"{what} holds no tensors.")
+  synced = cross_replica_keys(state)
+  if synced and not allow_cross_replica:
+    raise BigGANImportError(
+        f"{what} comes from BigGAN-PyTorch --cross_replica "
+        f"({_listing('SyncBN buffer(s)', synced)}). No exact import exists: "
+        f"{CROSS_REPLICA_NOTE}. Pass --allow_cross_replica "
+        "(allow_cross_replica=True) to import it with standard BatchNorm anyway.")
   prefix = "module."
-  strip = bool(keys) and all(str(k).startswith(prefix) for k in keys)
+  strip = all(str(k).startswith(prefix) for k in keys)
   out: StateDict = {}
   for key in keys:
     name = str(key)[len(prefix):] if strip else str(key)
-    name = re.sub(r"\.bn\.(?:stored|running)_(mean|var)$", r".stored_\1", name)
+    name = _WRAPPED_BN_KEY.sub(r".stored_\1", name)
     if name in out:
       raise BigGANImportError(f"{what}: keys {key!r} and another one both map to "
                               f"{name!r}; the state dict mixes BatchNorm styles.")
-    out[name] = _to_numpy(state[key], str(key))
+    out[name] = _to_numpy(state[key], str(key), what)
   return out
 
 
-def load_state_dict(path: StateSource, what: Optional[str] = None) -> StateDict:
+def load_state_dict(path: StateSource, what: Optional[str] = None,
+                    allow_cross_replica: bool = False) -> StateDict:
   """Reads a BigGAN-PyTorch state dict from `.pth` (needs torch) or `.npz`.
 
   Args:
     path: a `.pth` / `.pt` file (`torch.save(G.state_dict())`), an `.npz` file with the
       same keys, or an already loaded mapping of key -> tensor/array.
     what: name used in error messages (default: the path).
+    allow_cross_replica: accept `--cross_replica` SyncBN buffers (see
+      `canonical_state_dict`).
 
   Returns:
     key -> NumPy array (see `canonical_state_dict`).
   Raises:
-    BigGANImportError: the file is missing, of an unknown kind, or torch is needed
-      but not installed (the message says how to install it or convert to .npz).
+    BigGANImportError: the file is missing, of an unknown kind, unreadable (empty,
+      truncated, not an archive, not a state dict: the message names the file and
+      what it looks like), or torch is needed but not installed (the message says
+      how to install it or convert to .npz).
   """
-  if isinstance(path, Mapping):
-    return canonical_state_dict(path, what or "state dict")
-  path = os.fspath(path)
-  what = what or path
-  if not os.path.isfile(path):
-    raise BigGANImportError(f"{path} does not exist or is not a file.")
-  lower = path.lower()
-  if lower.endswith(".npz"):
-    try:
-      with np.load(path, allow_pickle=False) as data:
-        raw = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
-      raise BigGANImportError(f"{path} is not a readable .npz file ({e}).") from e
-  elif lower.endswith((".pth", ".pt")):
-    raw = _torch_load(path)
-    if not isinstance(raw, Mapping):
-      raise BigGANImportError(f"{path} holds a {type(raw).__name__}, not a state dict; "
-                              "save it with torch.save(model.state_dict(), path).")
-  else:
-    raise BigGANImportError(f"{path}: unknown file type; pass a BigGAN-PyTorch .pth "
-                            "state dict or an .npz file with the same keys.")
-  return canonical_state_dict(raw, what)
+  if what is None:
+    what = "state dict" if isinstance(path, Mapping) else os.fspath(path)
+  return canonical_state_dict(_read_source(path), what, allow_cross_replica)
 
 
 def convert_to_npz(pth_path: str, out_dir: Optional[str] = None) -> str:
-  """Writes `<name>.npz` (same keys, NumPy arrays) next to `pth_path` or in `out_dir`.
+  """Writes `<name>.npz` (the same keys, as NumPy arrays) next to `pth_path` or in
+  `out_dir`.
 
-  Needs torch (to read the .pth); the .npz is then importable without torch.
+  Needs torch (to read the .pth); the .npz is then importable without torch. Keys
+  are kept as saved, so the import still sees `--cross_replica` buffers.
 
   Returns:
     The path written.
   """
-  state = load_state_dict(pth_path)
+  raw = _read_source(pth_path)
+  if not raw:
+    raise BigGANImportError(f"{pth_path} holds no tensors.")
+  state = {str(k): _to_numpy(v, str(k), pth_path) for k, v in raw.items()}
   base = os.path.splitext(os.path.basename(pth_path))[0] + ".npz"
   out_dir = out_dir or os.path.dirname(os.path.abspath(pth_path))
   return files.write_atomically(os.path.join(out_dir, base),
@@ -279,8 +403,8 @@ def check_against_config(facts: Dict[str, Any], model_cfg) -> List[str]:
   """Differences between inferred `facts` and a `ModelConfig` (empty list = match).
 
   g_ch / d_ch are inferred as stem width / g_channel_mults[0] and first D width /
-  d_channel_mults[0] (multipliers from the config, or BigGAN's for the checkpoint's
-  resolution if the config's resolution differs).
+  d_channel_mults[0]: multipliers from the config, or BigGAN's for the checkpoint's
+  resolution (G: from its number of blocks) or number of D blocks if those differ.
   """
   from ppcd_tf import config as config_lib
   m = model_cfg.resolved()
@@ -328,11 +452,20 @@ def check_against_config(facts: Dict[str, Any], model_cfg) -> List[str]:
   if d_widths is not None:
     expected = tuple(m.d_ch * k for k in m.d_channel_mults)
     if tuple(d_widths) != expected:
-      d_ch = d_widths[0] // m.d_channel_mults[0] if d_widths else None
+      # D block 0 outputs d_ch * d_channel_mults[0] (BigGAN-PyTorch's D_arch), with
+      # the multipliers of the layout that has the checkpoint's number of D blocks.
+      mults, layout = m.d_channel_mults, ""
+      fits = [(r, a.d_channel_mults) for r, a in config_lib.ARCHITECTURES.items()
+              if len(a.d_channel_mults) == len(d_widths)]
+      if len(d_widths) != len(mults) and len(fits) == 1:
+        (r, mults), = fits
+        layout = (f" ({len(d_widths)} D blocks: BigGAN's {r} px layout, "
+                  f"d_channel_mults={','.join(map(str, mults))})")
+      d_ch = d_widths[0] // mults[0] if d_widths and mults else None
       diffs.append(
           f"D widths: {tuple(d_widths)} in the checkpoint vs {expected} in the config "
           f"(d_ch={m.d_ch}, d_channel_mults={','.join(map(str, m.d_channel_mults))}); "
-          f"the first block suggests d_ch={d_ch}")
+          f"the first block suggests d_ch={d_ch}{layout}")
     else:
       ins = (m.image_channels,) + expected[:-1]
       want_sc = tuple(i != o or bool(dn) for i, o, dn in zip(ins, expected, m.d_downsample))
@@ -550,13 +683,42 @@ def _max_abs_diff(a, b) -> float:
   return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
 
 
+def _check_out_dir(out_dir: str, overwrite: bool) -> None:
+  """Refuses an out_dir that holds anything but an earlier import (replaced whole)."""
+  from ppcd_tf import checkpoints
+  if not os.path.exists(out_dir):
+    return
+  if not os.path.isdir(out_dir):
+    raise BigGANImportError(f"{out_dir} exists and is not a directory; choose another "
+                            "--out.")
+  ours = {os.path.basename(checkpoints.config_path(out_dir)),
+          os.path.basename(checkpoints.checkpoint_dir(out_dir)), IMPORT_SUMMARY_FILE}
+  foreign = sorted(set(os.listdir(out_dir)) - ours)
+  if foreign:
+    raise BigGANImportError(
+        f"{out_dir} holds {_listing('entry(ies) the importer does not write', foreign)}; "
+        "--out must be a new or empty directory or a teacher workdir written by "
+        "tools/import_biggan (config.json, checkpoints/, biggan_import.json), which "
+        "--overwrite replaces as a whole.")
+  ckpt_dir = checkpoints.checkpoint_dir(out_dir)
+  if not overwrite and os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+    raise BigGANImportError(f"{ckpt_dir} already holds checkpoints; pass --overwrite "
+                            "to replace them or choose another --out.")
+
+
 def import_teacher(out_dir: str, cfg, g: StateSource, d: StateSource,
                    g_ema: Optional[StateSource] = None, step: int = 0,
-                   overwrite: bool = False, verify: bool = True) -> Dict[str, Any]:
+                   overwrite: bool = False, verify: bool = True,
+                   allow_cross_replica: bool = False) -> Dict[str, Any]:
   """Converts BigGAN-PyTorch G / G_ema / D weights into a teacher workdir.
 
+  The complete workdir is written to a temporary sibling of `out_dir`, reloaded and
+  checked there, and only then moved onto `out_dir`, so a failed import (with or
+  without `overwrite`) leaves an earlier `out_dir` exactly as it was.
+
   Args:
-    out_dir: workdir to write (config.json, checkpoints/, biggan_import.json).
+    out_dir: workdir to write (config.json, checkpoints/, biggan_import.json). It
+      must be new, empty, or an earlier import (nothing else in it).
     cfg: the `Config` the flagfile describes; its model must match the checkpoint
       (checked against shapes inferred from the tensors). Written with
       run.mode="teacher" and run.workdir=out_dir.
@@ -566,15 +728,19 @@ def import_teacher(out_dir: str, cfg, g: StateSource, d: StateSource,
     g_ema: optional EMA generator weights; then `g` fills `generator` and `g_ema`
       fills `ema_generator`.
     step: the checkpoint step (e.g. the BigGAN-PyTorch iteration, 138000).
-    overwrite: replace an existing checkpoints/ directory in out_dir.
+    overwrite: replace an earlier import in out_dir.
     verify: reload the written workdir the way the PPCD trainer loads a teacher and
       check it reproduces the imported networks exactly.
+    allow_cross_replica: import `--cross_replica` (SyncBN) generators with standard
+      BatchNorm; their outputs then differ from BigGAN-PyTorch's (`CROSS_REPLICA_NOTE`,
+      repeated in the summary's "warning").
 
   Returns:
     A summary dict (also written to out_dir/biggan_import.json).
   Raises:
     BigGANImportError: unreadable input, architecture mismatch with `cfg`, missing /
-      extra / misshapen tensors, or out_dir already holds checkpoints.
+      extra / misshapen tensors, SyncBN buffers without `allow_cross_replica`, or
+      out_dir already holds checkpoints (without `overwrite`) or other files.
   """
   # TensorFlow and the models are imported here, not at module level, so that
   # reading / converting state dicts does not need TensorFlow.
@@ -585,15 +751,22 @@ def import_teacher(out_dir: str, cfg, g: StateSource, d: StateSource,
 
   cfg = cfg.replace(run=dict(mode="teacher", workdir=out_dir)).validate()
   model_cfg = cfg.model.resolved()
+  _check_out_dir(out_dir, overwrite)
   sources = {"generator": g, "ema_generator": g if g_ema is None else g_ema,
              "discriminator": d}
   labels = {name: name if isinstance(src, Mapping) else f"{name} ({os.fspath(src)})"
             for name, src in sources.items()}
-  states = {name: load_state_dict(sources[name], labels[name])
-            for name in ("generator", "discriminator")}
   # Without g_ema, one set of generator weights fills both generators.
-  states["ema_generator"] = (states["generator"] if g_ema is None
-                             else load_state_dict(g_ema, labels["ema_generator"]))
+  read = ("generator", "discriminator") + (() if g_ema is None else ("ema_generator",))
+  synced: Dict[str, int] = {}
+  states: Dict[str, StateDict] = {}
+  for name in read:
+    raw = _read_source(sources[name])
+    if cross_replica_keys(raw):
+      synced[name] = len(cross_replica_keys(raw))
+    states[name] = canonical_state_dict(raw, labels[name], allow_cross_replica)
+    del raw
+  states.setdefault("ema_generator", states["generator"])
 
   diffs = []
   for name in ("generator", "ema_generator") if g_ema is not None else ("generator",):
@@ -607,14 +780,6 @@ def import_teacher(out_dir: str, cfg, g: StateSource, d: StateSource,
         + "; ".join(dict.fromkeys(diffs))
         + ". Pass the flagfile (or model flags) that describe it, e.g. "
         "--flagfile=configs/imagenet128.cfg for the BigGAN-PyTorch ImageNet 128 model.")
-
-  ckpt_dir = checkpoints.checkpoint_dir(out_dir)
-  if checkpoints.all_checkpoints(ckpt_dir) or (
-      os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir)):
-    if not overwrite:
-      raise BigGANImportError(f"{ckpt_dir} already holds checkpoints; pass --overwrite "
-                              "to replace them or choose another --out.")
-    shutil.rmtree(ckpt_dir)
 
   # Initial values are overwritten, so the cheapest initializer is used.
   nets = {"generator": build_generator(model_cfg, name="generator", init="glorot"),
@@ -632,38 +797,55 @@ def import_teacher(out_dir: str, cfg, g: StateSource, d: StateSource,
     report[name]["mapping"] = [
         {"source": m.source, "target": m.target_name, "layout": m.layout,
          "permuted": m.perm is not None} for m in mapping]
+  if synced:
+    logging.warning("%s: imported with standard BatchNorm (--allow_cross_replica); %s.",
+                    ", ".join(labels[n] for n in synced), CROSS_REPLICA_NOTE)
 
-  os.makedirs(out_dir, exist_ok=True)
-  checkpoints.write_config(out_dir, cfg)
-  step_var = tf.Variable(int(step), dtype=tf.int64, trainable=False, name="step")
-  ckpt = tf.train.Checkpoint(step=step_var, **nets)
-  prefix = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=1).save(
-      checkpoint_number=int(step))
-
-  summary: Dict[str, Any] = {
-      "checkpoint": prefix, "step": int(step), "workdir": out_dir,
-      "g_params": report["ema_generator"]["params"],
-      "d_params": report["discriminator"]["params"],
-      "separate_ema": g_ema is not None, **report}
-  if verify:
-    summary["verify_max_abs_diff"] = _verify_workdir(out_dir, cfg, nets)
-  checkpoints.write_json_atomic(os.path.join(out_dir, IMPORT_SUMMARY_FILE), summary)
+  final = os.path.abspath(out_dir)
+  parent = os.path.dirname(final)
+  os.makedirs(parent, exist_ok=True)
+  tmp = f"{final}.import-{os.getpid()}"  # a sibling: the final move is a rename
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  try:
+    checkpoints.write_config(tmp, cfg)
+    step_var = tf.Variable(int(step), dtype=tf.int64, trainable=False, name="step")
+    ckpt = tf.train.Checkpoint(step=step_var, **nets)
+    prefix = tf.train.CheckpointManager(
+        ckpt, checkpoints.checkpoint_dir(tmp), max_to_keep=1).save(
+            checkpoint_number=int(step))
+    summary: Dict[str, Any] = {
+        "checkpoint": os.path.join(checkpoints.checkpoint_dir(out_dir),
+                                   os.path.basename(prefix)),
+        "step": int(step), "workdir": out_dir,
+        "g_params": report["ema_generator"]["params"],
+        "d_params": report["discriminator"]["params"],
+        "separate_ema": g_ema is not None, "cross_replica_bn": synced, **report}
+    if synced:
+      summary["warning"] = (f"imported BigGAN-PyTorch --cross_replica weights with "
+                            f"standard BatchNorm: {CROSS_REPLICA_NOTE}")
+    if verify:
+      summary["verify_max_abs_diff"] = _verify_workdir(tmp, cfg, nets, out_dir)
+    checkpoints.write_json_atomic(os.path.join(tmp, IMPORT_SUMMARY_FILE), summary)
+    checkpoints.replace_dir(tmp, final)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
   return summary
 
 
-def _verify_workdir(out_dir: str, cfg, nets) -> float:
-  """Reloads out_dir as the PPCD trainer loads a teacher; returns the max abs diff."""
+def _verify_workdir(workdir: str, cfg, nets, what: str) -> float:
+  """Reloads workdir as the PPCD trainer loads a teacher; returns the max abs diff."""
   import tensorflow as tf
   from ppcd_tf import checkpoints
   from ppcd_tf.discriminator import build_discriminator
   from ppcd_tf.generator import build_generator
 
   m = cfg.model.resolved()
-  written = checkpoints.read_config(out_dir)
-  checkpoints.check_same_architecture(m, written.model, f"imported workdir {out_dir}")
+  written = checkpoints.read_config(workdir)
+  checkpoints.check_same_architecture(m, written.model, f"imported workdir {what}")
   g2 = build_generator(m, name="teacher_generator", init="glorot")
   d2 = build_discriminator(m, init="glorot")
-  checkpoints.restore_objects_from_workdir(out_dir, ema_generator=g2, discriminator=d2)
+  checkpoints.restore_objects_from_workdir(workdir, ema_generator=g2, discriminator=d2)
   z = tf.random.stateless_normal([2, m.z_dim], seed=[3, 4])
   y = tf.constant([0, m.num_classes - 1], tf.int32)
   images = nets["ema_generator"]((z, y), training=False)
@@ -671,6 +853,6 @@ def _verify_workdir(out_dir: str, cfg, nets) -> float:
   diff = max(diff, _max_abs_diff(d2((images, y), training=False),
                                  nets["discriminator"]((images, y), training=False)))
   if not math.isfinite(diff) or diff > 1e-6:
-    raise BigGANImportError(f"the written workdir {out_dir} does not reproduce the "
+    raise BigGANImportError(f"the written workdir {what} does not reproduce the "
                             f"imported networks (max abs diff {diff:g}).")
   return diff

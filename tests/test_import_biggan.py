@@ -6,11 +6,15 @@ eval-mode forward pass in NumPy (NCHW, on the state-dict arrays). The imported
 networks must reproduce it within 1e-4.
 """
 import dataclasses
+import io
 import json
 import os
+import pickle
+import re
 import subprocess
 import sys
 import types
+import zipfile
 
 import numpy as np
 import pytest
@@ -42,6 +46,10 @@ def _run_cli(*args):
   env = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1")
   return subprocess.run([sys.executable, "-m", "tools.import_biggan", *args], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=300)
+
+
+def _zeros(shapes):  # zero-copy arrays: only the shapes matter
+  return {k: np.broadcast_to(np.float32(0), s) for k, s in shapes.items()}
 
 
 def _inputs(model_cfg, batch=4, seed=0):
@@ -96,9 +104,7 @@ def test_mapping_is_the_imagenet128_state_dict_layout():
   assert len(bi.generator_mapping(g)) == len(g.variables)
   assert len(bi.discriminator_mapping(d)) == len(d.variables)
   # Architecture inferred from shapes alone (zero-copy arrays) matches the flagfile.
-  def zeros(shapes):  # zero-copy arrays: only the shapes matter here
-    return {k: np.broadcast_to(np.float32(0), s) for k, s in shapes.items()}
-  facts = bi.infer_architecture(zeros(g_shapes), zeros(d_shapes))
+  facts = bi.infer_architecture(_zeros(g_shapes), _zeros(d_shapes))
   assert (facts["resolution"], facts["z_dim"], facts["num_classes"],
           facts["g_widths"][0]) == (128, 120, 1000, 1536)
   assert bi.check_against_config(facts, cfg.model) == []
@@ -225,13 +231,13 @@ def test_unfilled_target_variable_is_named(tiny_nets):
 
 
 def test_bookkeeping_keys_and_bn_variants(tiny_nets):
-  """--mybn / --cross_replica BN buffers, DataParallel prefix, ignored counters."""
+  """--mybn BN buffers, DataParallel prefix, ignored counters."""
   g, _ = tiny_nets
   state = ref.random_state(G_SHAPES, 10)
   raw = {}
   for key, value in state.items():
     key = key.replace("bn1.stored_mean", "bn1.bn.stored_mean")       # --mybn
-    key = key.replace("bn2.stored_var", "bn2.bn.running_var")        # --cross_replica
+    key = key.replace("bn2.stored_var", "bn2.bn.stored_var")          # --mybn
     raw["module." + key] = value
   raw["module.blocks.0.0.bn1.bn.accumulation_counter"] = np.zeros(1, np.float32)
   raw["module.blocks.0.0.bn2.bn.num_batches_tracked"] = np.array(5, np.int64)
@@ -311,3 +317,254 @@ def test_ppcd_trainer_accepts_imported_teacher(imported, tmp_path):
                              atol=TOL)
   # The student starts as the teacher (the trainer checks this itself, to 1e-5).
   np.testing.assert_allclose(trainer.G((z, y), training=False).numpy(), theirs, atol=TOL)
+
+
+# ------------------------------------------------------------- overwrite and out_dir
+def _tree_bytes(root):
+  return {os.path.relpath(os.path.join(d, f), root): open(os.path.join(d, f), "rb").read()
+          for d, _, names in os.walk(root) for f in names}
+
+
+def test_failed_overwrite_keeps_the_old_teacher(tmp_path, tiny_cfg, monkeypatch):
+  """--overwrite swaps the new workdir in only once it is complete and checked."""
+  m = tiny_cfg.model
+  out = str(tmp_path / "teacher")
+  g_state, d_state = ref.random_state(G_SHAPES, 12), ref.random_state(D_SHAPES, 13)
+  bi.import_teacher(out, tiny_cfg, g_state, d_state, step=5, verify=False)
+  z, y, _ = _inputs(m, batch=2)
+
+  def teacher():
+    g = build_generator(m, init="glorot")
+    _, step = checkpoints.restore_objects_from_workdir(out, ema_generator=g)
+    return step, g((z, y), training=False).numpy()
+
+  before, (step0, images0) = _tree_bytes(out), teacher()
+  new_g = ref.random_state(G_SHAPES, 14)
+  broken_d = {k: v for k, v in d_state.items() if k != "embed.u0"}
+  with pytest.raises(bi.BigGANImportError, match=r"1 missing tensor\(s\): embed\.u0"):
+    bi.import_teacher(out, tiny_cfg, new_g, broken_d, step=6, overwrite=True)
+  # A failure once the new workdir is written (its check, here) keeps the old one too.
+  def failed_check(*args):
+    raise bi.BigGANImportError("check failed (test)")
+  monkeypatch.setattr(bi, "_verify_workdir", failed_check)
+  with pytest.raises(bi.BigGANImportError, match=r"check failed \(test\)"):
+    bi.import_teacher(out, tiny_cfg, new_g, d_state, step=6, overwrite=True)
+  monkeypatch.undo()
+  assert _tree_bytes(out) == before
+  assert os.listdir(tmp_path) == ["teacher"]  # no temporary directory left
+  step, images = teacher()
+  assert step == step0 == 5
+  np.testing.assert_array_equal(images, images0)
+
+  summary = bi.import_teacher(out, tiny_cfg, new_g, d_state, step=6, overwrite=True)
+  assert os.listdir(tmp_path) == ["teacher"]
+  assert summary["checkpoint"] == os.path.join(out, "checkpoints", "ckpt-6")
+  assert ".import-" not in open(os.path.join(out, "checkpoints", "checkpoint")).read()
+  step, images = teacher()
+  assert step == 6
+  theirs = ref.generator_forward(new_g, z, y).transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(images, theirs, rtol=0, atol=TOL)
+
+
+def test_out_dir_with_other_files_is_refused(tmp_path, tiny_cfg):
+  """--overwrite replaces --out whole, so a directory with other files is refused."""
+  (tmp_path / "G_ema.npz").write_bytes(b"")
+  with pytest.raises(bi.BigGANImportError) as err:
+    bi.import_teacher(str(tmp_path), tiny_cfg, ref.random_state(G_SHAPES, 1),
+                      ref.random_state(D_SHAPES, 2), overwrite=True)
+  assert f"{tmp_path} holds 1 entry(ies) the importer does not write: G_ema.npz" in str(
+      err.value)
+  assert os.listdir(tmp_path) == ["G_ema.npz"]
+
+
+# -------------------------------------------------------------------- unreadable files
+def _npz_bytes(**arrays):
+  buf = io.BytesIO()
+  np.savez(buf, **arrays)
+  return buf.getvalue()
+
+
+def _torch_zip_bytes():
+  """The layout of torch.save's zip format (>= 1.6): archive/data.pkl + tensor files."""
+  buf = io.BytesIO()
+  with zipfile.ZipFile(buf, "w") as archive:
+    archive.writestr("archive/data.pkl", pickle.dumps({"linear.weight": 0}))
+    archive.writestr("archive/data/0", bytes(range(256)) * 8)
+  return buf.getvalue()
+
+
+def _npy_bytes():
+  buf = io.BytesIO()
+  np.save(buf, np.ones(3, np.float32))
+  return buf.getvalue()
+
+
+def _damaged_npz_bytes():
+  """A complete archive whose array bytes were altered (its CRC no longer matches)."""
+  data = _npz_bytes(w=np.full(8, 1.0, np.float32))
+  at = data.index(np.float32(1.0).tobytes() * 8)
+  return data[:at] + b"\x00" * 4 + data[at + 4:]
+
+
+_NPZ = _npz_bytes(**{"linear.weight": np.ones((4, 8), np.float32)})
+UNREADABLE_NPZ = {
+    "empty": (b"", "is empty (0 bytes)"),
+    "truncated": (_NPZ[:len(_NPZ) // 2], f"is truncated ({len(_NPZ) // 2:,} bytes: a "
+                  "zip archive without its end record"),
+    "not_zip": (b"G_ema weights\n", "is not a zip archive, so not an .npz file (14 bytes "
+                "starting with b'G_ema we')"),
+    "npy": (_npy_bytes(), "is a single .npy array"),
+    "torch_zip": (_torch_zip_bytes(), "is a PyTorch checkpoint (torch.save's zip "
+                  "format), not an .npz file; pass it under a .pth name"),
+    "damaged": (_damaged_npz_bytes(), "is a truncated or damaged zip archive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE_NPZ))
+def test_unreadable_npz_is_named(tmp_path, case):
+  content, looks = UNREADABLE_NPZ[case]
+  path = tmp_path / "G_ema.npz"
+  path.write_bytes(content)
+  with pytest.raises(bi.BigGANImportError) as err:
+    bi.load_state_dict(str(path))
+  msg = str(err.value)
+  assert msg.startswith(f"{path} {looks}"), msg
+  assert "\n" not in msg
+
+
+def test_npz_without_arrays_is_named(tmp_path):
+  path = tmp_path / "D.npz"
+  path.write_bytes(_npz_bytes())
+  with pytest.raises(bi.BigGANImportError, match=re.escape(f"{path} holds no tensors.")):
+    bi.load_state_dict(str(path))
+
+
+class _WeightsOnlyUnpickler(pickle.Unpickler):
+  """Like torch.load(weights_only=True): plain containers load, other classes fail."""
+
+  def find_class(self, module, name):
+    raise pickle.UnpicklingError(
+        "Weights only load failed. This file can still be loaded, to do so you have two "
+        f"options.\n\nWeightsUnpickler error: Unsupported global: GLOBAL {module}.{name}")
+
+
+def _stub_torch_load(path, map_location=None, weights_only=None):
+  with open(path, "rb") as f:
+    return _WeightsOnlyUnpickler(f).load()
+
+
+UNREADABLE_PTH = {
+    "empty": (b"", "{path} is empty (0 bytes)"),
+    "truncated": (_torch_zip_bytes()[:-40], "{path} is truncated ("),
+    "list": (pickle.dumps(["G", "D"]), "{path} holds a list, not a state dict"),
+    "pickled_object": (pickle.dumps(types.SimpleNamespace(G_ch=96)),
+                       "{path} is not a PyTorch checkpoint ({size} bytes; torch.load: "
+                       "UnpicklingError: Weights only load failed."),
+    "training_state": (pickle.dumps({"itr": 138000, "config": {"G_ch": 96}}),
+                       "{path}: entry 'config' is a dict, not a tensor"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE_PTH))
+def test_unreadable_pth_is_named(tmp_path, monkeypatch, case):
+  """Empty and truncated files are named without torch; the rest go through torch.load
+  (stubbed: torch is an optional dependency)."""
+  content, looks = UNREADABLE_PTH[case]
+  path = tmp_path / "G_ema.pth"
+  path.write_bytes(content)
+  torch = None if case in ("empty", "truncated") else types.SimpleNamespace(
+      load=_stub_torch_load)
+  monkeypatch.setitem(sys.modules, "torch", torch)
+  with pytest.raises(bi.BigGANImportError) as err:
+    bi.load_state_dict(str(path))
+  msg = str(err.value)
+  assert msg.startswith(looks.format(path=path, size=len(content))), msg
+  assert "\n" not in msg
+
+
+def test_cli_truncated_npz_is_one_line_error(tmp_path):
+  g = tmp_path / "G_ema.npz"
+  g.write_bytes(_NPZ[:100])
+  proc = _run_cli(f"--G={g}", f"--D={g}", f"--flagfile={TINY_FLAGFILE}",
+                  f"--out={tmp_path / 'out'}")
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert f"error: {g} is truncated (100 bytes: a zip archive without" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert sorted(os.listdir(tmp_path)) == ["G_ema.npz"]
+
+
+# ----------------------------------------------------------------------- D width hint
+def test_d_width_hint_uses_the_checkpoint_layout(tiny_cfg):
+  """D block 0 outputs d_ch * d_channel_mults[0] of the checkpoint's own layout."""
+  di, do, dd = ref.biggan_d_arch(128, 8)
+  facts = bi.infer_architecture(d_state=_zeros(ref.discriminator_shapes(
+      di, do, dd, [0], n_classes=10)))
+  diffs = "; ".join(bi.check_against_config(facts, tiny_cfg.model))
+  assert ("D widths: (8, 16, 32, 64, 128, 128) in the checkpoint vs (16, 16, 16, 16) in "
+          "the config (d_ch=4, d_channel_mults=4,4,4,4); the first block suggests d_ch=8 "
+          "(6 D blocks: BigGAN's 128 px layout, d_channel_mults=1,2,4,8,16,16)") in diffs
+  # Same number of blocks: the config's multipliers.
+  di, do, dd = ref.biggan_d_arch(32, 8)
+  facts = bi.infer_architecture(d_state=_zeros(ref.discriminator_shapes(
+      di, do, dd, [0], n_classes=10)))
+  diffs = "; ".join(bi.check_against_config(facts, tiny_cfg.model))
+  assert diffs.endswith("the first block suggests d_ch=8"), diffs
+
+
+# ------------------------------------------------------------------ --cross_replica BN
+def _cross_replica(state):
+  """BigGAN-PyTorch --cross_replica keys: SyncBN2d buffers `X.bn.running_{mean,var}`."""
+  return {re.sub(r"\.stored_(mean|var)$", r".bn.running_\1", k): v
+          for k, v in state.items()}
+
+
+def test_cross_replica_bn_is_refused(tmp_path, monkeypatch):
+  state = _cross_replica(ref.random_state(G_SHAPES, 15))
+  with pytest.raises(bi.BigGANImportError) as err:
+    bi.canonical_state_dict(state, "G_ema.pth")
+  msg = str(err.value)
+  assert msg.startswith("G_ema.pth comes from BigGAN-PyTorch --cross_replica (14 SyncBN "
+                        "buffer(s): blocks.0.0.bn1.bn.running_mean, ")
+  assert ("No exact import exists: BigGAN-PyTorch's SyncBN eval path adds the CBN gain "
+          "instead of multiplying by it") in msg
+  assert "Pass --allow_cross_replica" in msg
+  canon = bi.canonical_state_dict(state, "G_ema.pth", allow_cross_replica=True)
+  assert "blocks.0.0.bn1.stored_mean" in canon and "output_layer.0.stored_var" in canon
+  # --to_npz keeps the keys as saved, so the .npz is refused the same way.
+  monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(
+      load=lambda *args, **kwargs: state))
+  (tmp_path / "G_ema.pth").write_bytes(b"stub")
+  npz = bi.convert_to_npz(str(tmp_path / "G_ema.pth"))
+  with pytest.raises(bi.BigGANImportError, match="--cross_replica"):
+    bi.load_state_dict(npz)
+
+
+def test_cli_cross_replica_needs_the_flag(tmp_path, tiny_cfg):
+  g_state = ref.random_state(G_SHAPES, 16)
+  np.savez(tmp_path / "G_ema.npz", **_cross_replica(g_state))
+  np.savez(tmp_path / "D.npz", **ref.random_state(D_SHAPES, 17))
+  out = tmp_path / "out"
+  args = [f"--G={tmp_path / 'G_ema.npz'}", f"--D={tmp_path / 'D.npz'}",
+          f"--flagfile={TINY_FLAGFILE}", f"--out={out}"]
+  proc = _run_cli(*args)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "--cross_replica (14 SyncBN buffer(s)" in proc.stderr
+  assert "Pass --allow_cross_replica" in proc.stderr and "Traceback" not in proc.stderr
+  assert not out.exists()
+
+  proc = _run_cli(*args, "--allow_cross_replica")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert ("warning: imported BigGAN-PyTorch --cross_replica weights with standard "
+          "BatchNorm") in proc.stdout
+  assert "will not equal BigGAN-PyTorch's SyncBN eval outputs" in proc.stdout
+  with open(out / bi.IMPORT_SUMMARY_FILE) as f:
+    summary = json.load(f)
+  assert summary["cross_replica_bn"] == {"generator": 14}
+  assert "SyncBN eval outputs" in summary["warning"]
+  # Standard BN semantics: the output of the plain (stored_mean) state dict.
+  m = tiny_cfg.model
+  g = build_generator(m, init="glorot")
+  checkpoints.restore_objects_from_workdir(str(out), ema_generator=g)
+  z, y, _ = _inputs(m, batch=2)
+  theirs = ref.generator_forward(g_state, z, y).transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(g((z, y), training=False).numpy(), theirs, rtol=0, atol=TOL)

@@ -14,6 +14,10 @@ files with the same keys do not. On a machine with torch, convert once:
 The model flags (--flagfile) must describe the checkpoint: the importer infers the
 architecture from the tensor shapes, compares, and names every difference. Every
 tensor must be consumed and every variable filled (ppcd_tf/biggan_import.py).
+--cross_replica (SyncBN) checkpoints are refused: BigGAN-PyTorch's SyncBN eval path
+adds the CBN gain instead of multiplying by it, so no exact import exists;
+--allow_cross_replica imports them with standard BatchNorm all the same. An unreadable
+file (empty, truncated, not an archive) or any mismatch is one `error:` line, exit 2.
 Library: `ppcd_tf.biggan_import.import_teacher`.
 """
 
@@ -39,7 +43,12 @@ flags.DEFINE_string("D", None, "BigGAN-PyTorch discriminator state dict (.pth or
 flags.DEFINE_string("out", None, "Teacher workdir to write (use it as --teacher_dir).")
 flags.DEFINE_integer("step", 0, "Step stored in the checkpoint (e.g. 138000).",
                      lower_bound=0)
-flags.DEFINE_bool("overwrite", False, "Replace checkpoints already in --out.")
+flags.DEFINE_bool("overwrite", False, "Replace an earlier import in --out (once the new "
+                  "workdir is written and checked; a failed import keeps the old one).")
+flags.DEFINE_bool("allow_cross_replica", False, "Import a BigGAN-PyTorch "
+                  "--cross_replica (SyncBN) generator with standard BatchNorm. Its "
+                  "outputs will not equal BigGAN-PyTorch's: SyncBN's eval path adds the "
+                  "CBN gain instead of multiplying by it.")
 flags.DEFINE_bool("verify", True, "Reload --out as the PPCD trainer loads a teacher and "
                   "check it reproduces the imported networks.")
 flags.DEFINE_bool("to_npz", False, "Only convert the given .pth files to .npz (needs "
@@ -67,7 +76,8 @@ def main(argv):
     cfg = ppcd_flags.config_from_flags(FLAGS)
     summary = biggan_import.import_teacher(
         FLAGS.out, cfg, g=FLAGS.G, d=FLAGS.D, g_ema=FLAGS.G_ema, step=FLAGS.step,
-        overwrite=FLAGS.overwrite, verify=FLAGS.verify)
+        overwrite=FLAGS.overwrite, verify=FLAGS.verify,
+        allow_cross_replica=FLAGS.allow_cross_replica)
   for name in ("generator", "ema_generator", "discriminator"):
     part = summary[name]
     ignored = f", ignored {len(part['ignored'])} bookkeeping" if part["ignored"] else ""
@@ -75,6 +85,8 @@ def main(argv):
           f"{ignored}  ({part['source'] or 'in memory'})")
   print(f"wrote {summary['checkpoint']} and {FLAGS.out}/config.json (step "
         f"{summary['step']})")
+  if "warning" in summary:
+    print(f"warning: {summary['warning']}")
   print(f"next: python -m ppcd_tf.train --flagfile=... --mode=ppcd "
         f"--teacher_dir={FLAGS.out} --workdir=...")
 
