@@ -16,11 +16,17 @@ help:  ## List the targets.
 venv:  ## Create .venv from requirements.txt (no-op when it is current).
 	@bash tools/bootstrap_venv.sh
 
+# Two pytest worker processes, one test file each at a time (pytest-xdist; BUILD.md
+# "Tests"): TensorFlow's tracing is single-threaded Python, so a second process keeps
+# the second core busy. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
 test: venv  ## Whole suite, slow end-to-end tests included (CI runs this).
-	TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest -q tests
+	TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest -q $(XDIST) tests
 
 test-fast: venv  ## Suite without tests marked slow.
-	TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest -q -m "not slow" tests
+	TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest -q $(XDIST) -m "not slow" tests
 
 demo: venv  ## Main job end to end on the embedded mnist5k data (WORKDIR=runs/demo).
 	$(PY) -m tools.demo --workdir=$(WORKDIR)

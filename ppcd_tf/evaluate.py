@@ -122,7 +122,9 @@ def evaluate_workdir(workdir: str, model: str, extractor_name: str, num_samples:
                                list(range(0, m.num_classes, m.num_classes // 20))[:20])
   result["grid"] = grid
   checkpoints.write_json_atomic(os.path.join(out_dir, "metrics.json"), result)
-  writer = tf.summary.create_file_writer(os.path.join(workdir, "eval"))
+  # Next to out_dir (WORKDIR/eval by default): a read-only workdir such as a shipped
+  # teacher (ppcd_tf.teacher_asset) is evaluated with an out_dir elsewhere.
+  writer = tf.summary.create_file_writer(os.path.dirname(os.path.normpath(out_dir)))
   with writer.as_default(step=step or 0):
     for k in ("fid", "is_mean", "kid_mean", "intra_fid", "class_accuracy"):
       if isinstance(result.get(k), (int, float)):

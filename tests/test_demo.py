@@ -14,12 +14,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class DemoTest(absltest.TestCase):
 
   def test_demo_pipeline_on_tiny_config(self):
+    # As `make demo` does: compress a packaged (shipped) teacher, here a tiny one.
+    from ppcd_tf import teacher_asset
+    from tests import tiny_runs
     from tools import demo
+    _, teacher_dir, _ = tiny_runs.packaged_teacher()
     workdir = tempfile.mkdtemp(prefix="ppcd_demo_")
     result = demo.run_demo(workdir, os.path.join(ROOT, "configs", "tiny_test.cfg"),
-                           num_samples=40, latency_repeats=3, classifier_epochs=1)
+                           num_samples=40, latency_repeats=3, classifier_epochs=1,
+                           teacher_dir=teacher_dir)
     report = json.load(open(os.path.join(workdir, "demo_report.json")))
     self.assertEqual(report["table"], result["table"])
+    info = teacher_asset.verify_teacher_asset(teacher_dir)  # the demo wrote nothing there
+    self.assertEqual(report["teacher_package"]["best_step"], info["best_step"])
+    self.assertFalse(os.path.exists(os.path.join(workdir, "teacher")))  # nothing trained
+    self.assertEqual(report["teacher"]["params"], report["slim_report"]["params_before"])
     self.assertLessEqual(report["slim_report"]["params_after"],
                          0.19 * report["slim_report"]["params_before"] + 1)
     self.assertLessEqual(report["slim_report"]["max_abs_diff"], 1e-5)
@@ -36,7 +45,8 @@ class DemoTest(absltest.TestCase):
     # A second run reuses every finished stage (no retraining: same checkpoints).
     before = sorted(os.listdir(os.path.join(workdir, "ppcd", "checkpoints")))
     demo.run_demo(workdir, os.path.join(ROOT, "configs", "tiny_test.cfg"),
-                  num_samples=40, latency_repeats=3, classifier_epochs=1)
+                  num_samples=40, latency_repeats=3, classifier_epochs=1,
+                  teacher_dir=teacher_dir)
     self.assertEqual(sorted(os.listdir(os.path.join(workdir, "ppcd", "checkpoints"))),
                      before)
 

@@ -14,16 +14,6 @@ from tests import tiny_runs
 from tools import train_teacher
 
 
-def _flagfile(root: str) -> str:
-  path = os.path.join(root, "teacher.cfg")
-  with open(path, "w") as f:
-    f.write("--flagfile=configs/tiny_test.cfg\n--strategy=one_device\n--num_steps=6\n"
-            "--eval_every=1\n--eval_num_samples=20\n--early_stop_evals=1\n"
-            "--early_stop_min_delta=0.99\n--save_every=1\n"
-            f"--stats_dir={os.path.join(root, 'stats')}\n")
-  return path
-
-
 def _sample(workdir: str, cfg) -> np.ndarray:
   m = cfg.model
   g = build_generator(m, masked=False)
@@ -39,13 +29,9 @@ class TrainTeacherTest(unittest.TestCase):
   @classmethod
   def setUpClass(cls):
     cls.root = tempfile.mkdtemp()
-    cls.workdir = os.path.join(cls.root, "teacher")
-    cls.out = os.path.join(cls.root, "assets", "teacher")
-    cls.flagfile = _flagfile(cls.root)
-    cls.summary = train_teacher.train_until_plateau(
-        cls.flagfile, cls.workdir, tiny_runs.classifier(), 1, progress=False)
-    cls.info = teacher_asset.package_teacher(cls.workdir, cls.out, "the command",
-                                             cls.flagfile, extra_info=dict(note=1))
+    cls.workdir, cls.out, cls.summary = tiny_runs.packaged_teacher()
+    cls.flagfile = tiny_runs.teacher_flagfile()
+    cls.info = teacher_asset.read_teacher_info(cls.out)
 
   def test_stopped_at_the_plateau_and_logged(self):
     # Patience 1 and a 99% threshold: the second evaluation cannot qualify.

@@ -10,6 +10,7 @@ import tempfile
 from ppcd_tf import config as config_lib
 
 _ROOT = None
+_PACKAGED = None
 
 
 def root() -> str:
@@ -63,3 +64,33 @@ def classifier() -> str:
         cfg.data, cfg.model, out,
         classifier_lib.ClassifierTrainConfig(epochs=1, max_train_examples=1000), width=8)
   return out
+
+
+def teacher_flagfile() -> str:
+  """A tiny teacher flagfile evaluated every step that stops at its second evaluation
+  (patience 1 and a 99% threshold: the second evaluation cannot qualify)."""
+  path = os.path.join(root(), "plateau_teacher.cfg")
+  if not os.path.exists(path):
+    with open(path, "w") as f:
+      f.write("--flagfile=configs/tiny_test.cfg\n--strategy=one_device\n--num_steps=6\n"
+              "--eval_every=1\n--eval_num_samples=20\n--early_stop_evals=1\n"
+              "--early_stop_min_delta=0.99\n--save_every=1\n"
+              f"--stats_dir={os.path.join(root(), 'stats')}\n")
+  return path
+
+
+def packaged_teacher():
+  """(workdir, package dir, training summary) of a tiny teacher trained to its
+  plateau by tools/train_teacher and packaged by ppcd_tf.teacher_asset."""
+  global _PACKAGED
+  if _PACKAGED is None:
+    from ppcd_tf import teacher_asset
+    from tools import train_teacher
+    workdir = os.path.join(root(), "plateau_teacher")
+    out = os.path.join(root(), "assets", "teacher")
+    summary = train_teacher.train_until_plateau(teacher_flagfile(), workdir, classifier(), 1,
+                                                progress=False)
+    teacher_asset.package_teacher(workdir, out, "the command", teacher_flagfile(),
+                                  extra_info=dict(note=1))
+    _PACKAGED = (workdir, out, summary)
+  return _PACKAGED

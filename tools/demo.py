@@ -1,10 +1,12 @@
 """`make demo`: the whole PPCD-GAN job end to end on the embedded MNIST digits.
 
-  python -m tools.demo --workdir=runs/demo [--flagfile=configs/mnist32_quick.cfg]
+  python -m tools.demo --workdir=runs/demo [--config=configs/mnist32_quick.cfg] \
+      [--teacher_dir=assets/teachers/mnist32]
 
 Stages (each reuses what an earlier run already finished in the workdir, and a
 training stage that was interrupted resumes from its checkpoint):
-  1. teacher      BigGAN teacher            WORKDIR/teacher
+  1. teacher      BigGAN teacher            WORKDIR/teacher, or --teacher_dir as it is
+                                            (a packaged teacher: checksums verified)
   2. classifier   metrics classifier        WORKDIR/classifier
   3. ppcd         pruned + distilled student WORKDIR/ppcd
   4. slim         dense slim generator      WORKDIR/ppcd/slim (slim_report.json)
@@ -38,6 +40,11 @@ def _define_flags():
                       lower_bound=3)
   flags.DEFINE_integer("classifier_epochs", 10,
                       "Epochs of the metrics classifier.", lower_bound=1)
+  flags.DEFINE_string("teacher_dir", "",
+                      "A trained teacher to compress instead of training one: a packaged "
+                      "teacher (assets/teachers/<name>, checksums verified first) or any "
+                      "--mode=teacher workdir of the same architecture as --config. Empty: "
+                      "train WORKDIR/teacher with --config.")
 
 STAGES = ("teacher", "classifier", "ppcd", "slim", "export", "samples", "evaluate",
           "report")
@@ -53,9 +60,15 @@ def _done(start: float, what: str) -> None:
 
 
 def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
-             latency_repeats: int = 30, classifier_epochs: int = 10, extra_flags=()):
-  """Runs every stage (see the module docstring); returns the report dict."""
-  from ppcd_tf import checkpoints, evaluate, export, files, images, pipeline, slim, train_lib
+             latency_repeats: int = 30, classifier_epochs: int = 10, extra_flags=(),
+             teacher_dir: str = ""):
+  """Runs every stage (see the module docstring); returns the report dict.
+
+  With `teacher_dir` the teacher stage uses that trained teacher (a packaged one is
+  checked against its SHA256SUMS first) instead of training WORKDIR/teacher.
+  """
+  from ppcd_tf import (checkpoints, evaluate, export, files, images, pipeline, slim,
+                       teacher_asset, train_lib)
 
   t0 = time.time()
   base = ppcd_flags.parse_flagfile(config_path, list(extra_flags))
@@ -63,9 +76,21 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
   cdir, edir = os.path.join(workdir, "classifier"), os.path.join(workdir, "export")
   sdir = os.path.join(workdir, "samples")
 
-  s = _stage(1, f"teacher: {base.optim.num_steps} steps of BigGAN training -> {tdir}")
-  teacher_summary = train_lib.train(base.replace(run=dict(workdir=tdir, mode="teacher")))
-  _done(s, f"teacher at step {teacher_summary['step']}")
+  teacher_info = None
+  if teacher_dir:
+    tdir = teacher_dir
+    s = _stage(1, f"teacher: the trained teacher in {tdir}")
+    if os.path.exists(os.path.join(tdir, teacher_asset.CHECKSUM_FILE)):
+      teacher_info = teacher_asset.verify_teacher_asset(tdir)
+      _done(s, f"checksums verified; best FID {teacher_info['best_fid']:.2f} at step "
+               f"{teacher_info['best_step']} of {teacher_info['steps_trained']} "
+               f"({'stopped at its plateau' if teacher_info['stopped_early'] else 'step cap'})")
+    else:
+      _done(s, f"teacher at step {checkpoints.restore_objects_from_workdir(tdir)[1]}")
+  else:
+    s = _stage(1, f"teacher: {base.optim.num_steps} steps of BigGAN training -> {tdir}")
+    teacher_summary = train_lib.train(base.replace(run=dict(workdir=tdir, mode="teacher")))
+    _done(s, f"teacher at step {teacher_summary['step']}")
 
   s = _stage(2, f"classifier for the metrics -> {cdir}")
   acc = pipeline.ensure_classifier(base.data, base.model, cdir,
@@ -113,7 +138,8 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
   extractor = f"classifier:{cdir}"
   stats_dir = os.path.join(workdir, "reference_stats")
   ev_teacher = evaluate.evaluate_workdir(tdir, "ema", extractor, num_samples,
-                                         stats_dir=stats_dir)
+                                         stats_dir=stats_dir,
+                                         out_dir=os.path.join(workdir, "eval", "teacher"))
   ev_student = evaluate.evaluate_workdir(pdir, "slim", extractor, num_samples,
                                          stats_dir=stats_dir)
   _done(s, f"FID teacher {ev_teacher['fid']:.2f}, slim student {ev_student['fid']:.2f}")
@@ -136,6 +162,9 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
   table = "\n".join(lines)
   result = {
       "config": config_path, "workdir": os.path.abspath(workdir),
+      "teacher_dir": os.path.abspath(tdir), "teacher_package": teacher_info and {
+          k: teacher_info[k] for k in ("command", "best_step", "best_fid", "steps_trained",
+                                       "stopped_early")},
       "wall_seconds": round(time.time() - t0, 1),
       "teacher": ev_teacher, "student_slim": ev_student, "exports": exports,
       "tflite_latency_ms_batch1": lat, "slim_report": {
@@ -164,7 +193,8 @@ def main(argv):
   from ppcd_tf import cli_errors
   with cli_errors.friendly_errors():
     f = flags.FLAGS
-    run_demo(f.workdir, f.config, f.num_samples, f.latency_repeats, f.classifier_epochs)
+    run_demo(f.workdir, f.config, f.num_samples, f.latency_repeats, f.classifier_epochs,
+             teacher_dir=f.teacher_dir)
 
 
 if __name__ == "__main__":
