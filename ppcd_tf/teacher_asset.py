@@ -123,6 +123,14 @@ def _plot_curve(curve: List[Dict], best_step: int, path: str, title: str) -> Non
     plt.close(fig)
 
 
+def _stop_text(info: Dict) -> str:
+  rule = info["stop_rule"]
+  if not info["stopped_early"]:
+    return f"trained to the {rule['max_steps']:,}-step cap"
+  return (f"stopped: no {rule['early_stop_min_delta']:.0%} gain in "
+          f"{rule['early_stop_evals']} evaluations")
+
+
 def package_teacher(workdir: str, out_dir: str, command: str, flagfile: Optional[str] = None,
                     extra_info: Optional[Dict] = None) -> Dict:
   """Writes the best evaluation of teacher run `workdir` as a shippable directory.
@@ -187,7 +195,7 @@ def package_teacher(workdir: str, out_dir: str, command: str, flagfile: Optional
     files.write_json_atomic(os.path.join(tmp, INFO_FILE), info)
     _plot_curve(info["fid_curve"], best_step, os.path.join(tmp, CURVE_FILE),
                 f"teacher {os.path.basename(os.path.normpath(out_dir))}: FID during "
-                f"training ({'stopped at plateau' if info['stopped_early'] else 'step cap'})")
+                f"training ({_stop_text(info)})")
     _write_checksums(tmp)
     checkpoints.replace_dir(tmp, out_dir)
   except BaseException:

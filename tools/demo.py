@@ -40,11 +40,13 @@ def _define_flags():
                       lower_bound=3)
   flags.DEFINE_integer("classifier_epochs", 10,
                       "Epochs of the metrics classifier.", lower_bound=1)
-  flags.DEFINE_string("teacher_dir", "",
-                      "A trained teacher to compress instead of training one: a packaged "
-                      "teacher (assets/teachers/<name>, checksums verified first) or any "
-                      "--mode=teacher workdir of the same architecture as --config. Empty: "
-                      "train WORKDIR/teacher with --config.")
+  flags.DEFINE_string("teacher_dir", "assets/teachers/mnist32",
+                      "The trained teacher to compress: a packaged teacher (the converged "
+                      "one that ships by default; checksums verified first) or any "
+                      "--mode=teacher workdir of the same architecture as --config. Empty "
+                      "(--teacher_dir=) trains a short demo teacher in WORKDIR/teacher with "
+                      "--config instead; python -m tools.train_teacher retrains the shipped "
+                      "one.")
 
 STAGES = ("teacher", "classifier", "ppcd", "slim", "export", "samples", "evaluate",
           "report")

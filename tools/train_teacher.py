@@ -96,8 +96,12 @@ def main(argv):
       log = json.load(open(log_path)) if os.path.exists(log_path) else []
       info = teacher_asset.package_teacher(
           f.workdir, f.out, command, f.config,
-          extra_info=dict(train_wall_seconds=round(sum(e["wall_seconds"] for e in log), 1),
-                          invocations=log))
+          extra_info=dict(
+              train_wall_seconds=round(sum(e["wall_seconds"] for e in log), 1),
+              # Time the process was stopped (SIGSTOP) while others used the machine,
+              # where the log records it by hand.
+              paused_seconds=round(sum(e.get("paused_seconds", 0) for e in log), 1),
+              invocations=log))
       print(f"teacher: best FID {info['best_fid']:.3f} at step {info['best_step']} of "
             f"{info['steps_trained']} ({'plateau' if info['stopped_early'] else 'step cap'}"
             f"); packaged in {f.out}")
