@@ -159,7 +159,9 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
   for name, ev, ex, ms in rows:
     metrics = (f"{ev['fid']:.2f} | {ev['kid_mean']:.3f} | {ev['class_accuracy']:.3f}"
                if ev else "(same weights, int8) | | ")
-    lines.append(f"| {name} | {ex['params']:,} | {ex.get('macs_per_image') or ex.get('macs', '')} "
+    macs = ex.get("macs_per_image") or ex.get("macs", "")
+    macs = f"{macs:,}" if isinstance(macs, int) else macs
+    lines.append(f"| {name} | {ex['params']:,} | {macs} "
                  f"| {metrics} | {ms:.2f} | {ex['file_size_bytes'] / 1024:.0f} |")
   table = "\n".join(lines)
   result = {
