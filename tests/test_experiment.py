@@ -14,10 +14,10 @@ from tools import experiment
 _SLIM = {"stem": 5, "mid": [7, 6, 5], "out": [5, 4, 16]}
 
 
-def _experiment(root, results, student_steps=10):
+def _experiment(root, results, student_steps=10, teacher_dir=""):
   return experiment.Experiment(root, "configs/tiny_test.cfg", results, num_samples=20,
                                latency_repeats=3, classifier_epochs=1,
-                               student_steps=student_steps)
+                               student_steps=student_steps, teacher_dir=teacher_dir)
 
 
 def _fake_slim_report(root):
@@ -187,11 +187,20 @@ class EndToEndTest(absltest.TestCase):
     root = tempfile.mkdtemp()
     res = os.path.join(root, "results")
     shutil.copytree(tiny_runs.classifier(), os.path.join(root, "classifier"))
-    exp = _experiment(root, res, student_steps=6)
+    # With a packaged teacher, as the CLI's default: used as it is, nothing written there.
+    from ppcd_tf import teacher_asset
+    _, teacher_dir, _ = tiny_runs.packaged_teacher()
+    exp = _experiment(root, res, student_steps=6, teacher_dir=teacher_dir)
+    self.assertEqual(exp.config_for(experiment.RUNS["ppcd_t81"]).distill.teacher_dir,
+                     teacher_dir)
     results = exp.run(["ppcd_t81"])
     by = {r["name"]: r for r in results}
     self.assertEqual(set(by), {"teacher", "ppcd_t81"})
     main, teacher = by["ppcd_t81"], by["teacher"]
+    info = teacher_asset.verify_teacher_asset(teacher_dir)
+    self.assertEqual((teacher["train_steps"], teacher["teacher_package"]),
+                     (info["best_step"], teacher_dir))
+    self.assertFalse(os.path.exists(os.path.join(root, "teacher")))  # nothing trained
     self.assertLessEqual(main["params"], 0.19 * teacher["params"] + 1)
     self.assertEqual(main["params"], main["slim_report"]["params_after"])
     self.assertLess(main["slim_report"]["max_abs_diff"], 1e-4)  # slim == masked

@@ -6,7 +6,9 @@
 Runs (a registry, in dependency order; each reuses a finished run and resumes an
 interrupted one, so the whole experiment can be stopped and restarted freely):
 
-  teacher        BigGAN teacher (--mode=teacher)
+  teacher        the shipped converged teacher (--teacher_dir, assets/teachers/mnist32 by
+                 default; evaluated and exported into WORKDIR/teacher_outputs), or with
+                 --teacher_dir= a BigGAN teacher trained here (--mode=teacher)
   classifier     metrics classifier on the same data
   ppcd_t50 ... ppcd_t90   PPCD at 50/70/81/90% of G parameters removed
   no_distill     PP-Res pruning without distillation (all lambdas 0), 81%
@@ -70,6 +72,12 @@ def _define_flags():
       "the pruning schedule is scaled to it (begin 5%, end 60%, 20 events). The two "
       "slim-architecture-from-scratch baselines get teacher + student steps. 0 = the "
       "flagfile's --num_steps.", lower_bound=0)
+  flags.DEFINE_string(
+      "teacher_dir", "assets/teachers/mnist32",
+      "The teacher every student distils from: a packaged teacher (the converged one that "
+      "ships, checksums verified first) or any --mode=teacher workdir of --config's "
+      "architecture. Empty (--teacher_dir=) trains WORKDIR/teacher with --config; "
+      "python -m tools.train_teacher retrains the shipped one.")
   flags.DEFINE_integer(
       "seed", 0, "Training seed of every run except the teacher and the classifier, "
       "which all seeds share. 0 is the main experiment (WORKDIR/<run>, "
@@ -129,7 +137,7 @@ class Experiment:
 
   def __init__(self, root: str, config_path: str, results_dir: str, num_samples: int,
                latency_repeats: int, classifier_epochs: int = 10, student_steps: int = 0,
-               seed: int = 0):
+               seed: int = 0, teacher_dir: str = ""):
     from ppcd_tf import flags as ppcd_flags
     self.root, self.seed, self.main_results_dir = root, seed, results_dir
     # Seed 0 is the main experiment; other seeds repeat runs in their own folders.
@@ -139,6 +147,8 @@ class Experiment:
     self.num_samples, self.latency_repeats = num_samples, latency_repeats
     self.classifier_epochs = classifier_epochs
     self.student_steps = student_steps or self.base.optim.num_steps
+    # A given teacher is used as it is (nothing is written into it); "" trains one.
+    self.teacher_dir = teacher_dir
     os.makedirs(self.results_dir, exist_ok=True)
 
   def _student_schedule(self) -> Dict:
@@ -163,6 +173,8 @@ class Experiment:
     return self.seed == 0 or name == "teacher"
 
   def workdir(self, name: str) -> str:
+    if name == "teacher" and self.teacher_dir:
+      return self.teacher_dir
     if self._shared(name):
       return os.path.join(self.root, name)
     return os.path.join(self.root, f"seed{self.seed}", name)
@@ -213,8 +225,27 @@ class Experiment:
       return baselines.magnitude_config(cfg, self.workdir("teacher"))
     return cfg.validate()
 
+  def _given_teacher_summary(self) -> Dict:
+    """The training summary of a teacher given by --teacher_dir (verified if packaged)."""
+    from ppcd_tf import checkpoints, teacher_asset
+    if os.path.exists(os.path.join(self.teacher_dir, teacher_asset.CHECKSUM_FILE)):
+      info = teacher_asset.verify_teacher_asset(self.teacher_dir)
+      return dict(step=info["best_step"], wall_seconds=info.get("train_wall_seconds"),
+                  teacher_package=self.teacher_dir)
+    return dict(step=checkpoints.restore_objects_from_workdir(self.teacher_dir)[1],
+                teacher_package=None)
+
+  def _outputs(self, name: str) -> str:
+    """Where a run's evaluation and export go: its workdir, or, for a given teacher,
+    ROOT/teacher_outputs (the teacher's own directory stays untouched)."""
+    if name == "teacher" and self.teacher_dir:
+      return os.path.join(self.root, "teacher_outputs")
+    return self.workdir(name)
+
   def train(self, run: Run) -> Dict:
     from ppcd_tf import baselines, train_lib
+    if run.kind == "teacher" and self.teacher_dir:
+      return self._given_teacher_summary()
     cfg = self.config_for(run)
     trainer_cls = (baselines.MagnitudePruningTrainer if run.kind == "magnitude"
                    else train_lib.Trainer)
@@ -244,12 +275,15 @@ class Experiment:
       model = "slim"
     elif run.kind == "magnitude":
       model = "slim"
+    elif run.kind == "teacher" and summary.get("teacher_package"):
+      extra["teacher_package"] = summary["teacher_package"]
     loaded = evaluate.load_for_eval(wd, model)
     generator = loaded[0]
+    out = self._outputs(run.name)
     ev = evaluate.evaluate_workdir(wd, model, self.extractor, self.num_samples,
                                    stats_dir=os.path.join(self.root, "reference_stats"),
-                                   loaded=loaded)
-    exp = pipeline.export_and_time(generator, os.path.join(wd, "export", "g_fp32.tflite"),
+                                   out_dir=os.path.join(out, "eval", model), loaded=loaded)
+    exp = pipeline.export_and_time(generator, os.path.join(out, "export", "g_fp32.tflite"),
                                    self.latency_repeats)
     params = flops.count_generator(generator).total_params
     if run.kind == "magnitude":
@@ -488,13 +522,14 @@ def main(argv):
   with cli_errors.friendly_errors():
     args = (f.workdir, f.config, f.results, f.num_samples, f.latency_repeats,
             f.classifier_epochs, f.student_steps)
-    exp = Experiment(*args, seed=f.seed)
+    exp = Experiment(*args, seed=f.seed, teacher_dir=f.teacher_dir)
     if not f.report_only:
       exp.run(f.only or None)
     command = (f"python -m tools.experiment --workdir={f.workdir} --config={f.config} "
-               f"--student_steps={f.student_steps} --num_samples={f.num_samples}")
+               f"--teacher_dir={f.teacher_dir} --student_steps={f.student_steps} "
+               f"--num_samples={f.num_samples}")
     # RESULTS.md is always the main (seed 0) report, with the other seeds' table.
-    main_exp = exp if f.seed == 0 else Experiment(*args)
+    main_exp = exp if f.seed == 0 else Experiment(*args, teacher_dir=f.teacher_dir)
     main_exp.write_results_md(f.results_md, command)
     results = json.load(open(os.path.join(exp.results_dir, "results.json")))
   print(open(os.path.join(exp.results_dir, "RESULTS_table.md")).read())
