@@ -23,13 +23,13 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ppcd_tf import checkpoints
 from ppcd_tf import early_stop
 from ppcd_tf import files
 
-__all__ = ["package_teacher", "verify_teacher_asset", "read_teacher_info",
+__all__ = ["package_teacher", "verify_teacher_asset", "check_teacher_dir", "read_teacher_info",
            "AssetError", "CHECKSUM_FILE", "INFO_FILE"]
 
 CHECKSUM_FILE = "SHA256SUMS"
@@ -94,6 +94,18 @@ def verify_teacher_asset(root: str) -> Dict:
                      f"{'; '.join(parts)}); restore it with `git checkout -- {root}` or "
                      "rebuild it with python -m tools.train_teacher.")
   return read_teacher_info(root)
+
+
+def check_teacher_dir(path: str) -> Tuple[Optional[Dict], int]:
+  """(teacher.json or None, step) of a teacher directory given to a tool.
+
+  A packaged teacher (it has SHA256SUMS) is verified first and its best step
+  returned; any other teacher workdir gives its latest checkpoint's step.
+  """
+  if os.path.exists(os.path.join(path, CHECKSUM_FILE)):
+    info = verify_teacher_asset(path)
+    return info, info["best_step"]
+  return None, checkpoints.restore_objects_from_workdir(path)[1]
 
 
 def read_teacher_info(root: str) -> Dict:

@@ -82,13 +82,13 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
   if teacher_dir:
     tdir = teacher_dir
     s = _stage(1, f"teacher: the trained teacher in {tdir}")
-    if os.path.exists(os.path.join(tdir, teacher_asset.CHECKSUM_FILE)):
-      teacher_info = teacher_asset.verify_teacher_asset(tdir)
+    teacher_info, teacher_step = teacher_asset.check_teacher_dir(tdir)
+    if teacher_info:
       _done(s, f"checksums verified; best FID {teacher_info['best_fid']:.2f} at step "
-               f"{teacher_info['best_step']} of {teacher_info['steps_trained']} "
+               f"{teacher_step} of {teacher_info['steps_trained']} "
                f"({'stopped at its plateau' if teacher_info['stopped_early'] else 'step cap'})")
     else:
-      _done(s, f"teacher at step {checkpoints.restore_objects_from_workdir(tdir)[1]}")
+      _done(s, f"teacher at step {teacher_step}")
   else:
     s = _stage(1, f"teacher: {base.optim.num_steps} steps of BigGAN training -> {tdir}")
     teacher_summary = train_lib.train(base.replace(run=dict(workdir=tdir, mode="teacher")))

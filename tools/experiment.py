@@ -227,13 +227,10 @@ class Experiment:
 
   def _given_teacher_summary(self) -> Dict:
     """The training summary of a teacher given by --teacher_dir (verified if packaged)."""
-    from ppcd_tf import checkpoints, teacher_asset
-    if os.path.exists(os.path.join(self.teacher_dir, teacher_asset.CHECKSUM_FILE)):
-      info = teacher_asset.verify_teacher_asset(self.teacher_dir)
-      return dict(step=info["best_step"], wall_seconds=info.get("train_wall_seconds"),
-                  teacher_package=self.teacher_dir)
-    return dict(step=checkpoints.restore_objects_from_workdir(self.teacher_dir)[1],
-                teacher_package=None)
+    from ppcd_tf import teacher_asset
+    info, step = teacher_asset.check_teacher_dir(self.teacher_dir)
+    return dict(step=step, wall_seconds=(info or {}).get("train_wall_seconds"),
+                teacher_package=self.teacher_dir if info else None)
 
   def _outputs(self, name: str) -> str:
     """Where a run's evaluation and export go: its workdir, or, for a given teacher,
