@@ -50,6 +50,7 @@ from ppcd_tf.files import write_atomically, write_json_atomic  # noqa: F401  (re
 __all__ = [
     "CheckpointError", "config_path", "checkpoint_dir", "write_json_atomic", "write_atomically",
     "write_config", "read_config", "replace_dir", "read_config_file", "check_same_architecture",
+    "GENERATOR_WIDTH_FIELDS",
     "all_checkpoints", "restore_latest", "restore_objects_from_workdir",
     "save_checkpoint", "forget_unreadable", "remove_stale_temp_files", "UNREADABLE_DIR",
 ]
@@ -118,9 +119,18 @@ def replace_dir(tmp: str, out_dir: str) -> None:
     os.replace(tmp, out_dir)
 
 
+# ModelConfig fields that only set generator widths: a student trained without the
+# teacher's weights may differ from its teacher in these (`ignore=` below).
+GENERATOR_WIDTH_FIELDS = ("g_channels", "g_attention_widths")
+
+
 def check_same_architecture(expected: config_lib.ModelConfig, found: config_lib.ModelConfig,
                             what: str, ignore: Tuple[str, ...] = ()) -> None:
-  """Raises ConfigError listing every model field that differs (except `ignore`)."""
+  """Raises ConfigError listing every model field that differs (except `ignore`).
+
+  Every ModelConfig field counts, `g_channels` and `g_attention_widths` included
+  (pass `ignore=GENERATOR_WIDTH_FIELDS` where narrower widths are allowed).
+  """
   a, b = _architecture_fields(expected), _architecture_fields(found)
   diff = [f"{k}: {b[k]!r} in {what} vs {a[k]!r} here" for k in sorted(a)
           if k not in ignore and a[k] != b.get(k)]

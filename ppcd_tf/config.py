@@ -23,6 +23,7 @@ __all__ = [
 MODES = ("teacher", "ppcd")
 STRATEGIES = ("mirrored", "multi_worker", "one_device", "tpu")
 SCHEDULES = ("polynomial", "constant")
+IMPORTANCES = ("learned", "l1", "uniform_l1")  # ppcd_tf.importance
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # ppcd_tf.precision
 
 
@@ -108,6 +109,11 @@ class ModelConfig:
   # Explicit generator widths (stem, mid_0..mid_{n-1}, out_0..out_{n-1}), e.g. the
   # architecture a PPCD run found (slim_report.json "slim_channels"); () = BigGAN widths.
   g_channels: Tuple[int, ...] = ()
+  # (key, value) widths of every G self-attention layer; () = C/8, C/2 of the block's
+  # width. A slimmed generator keeps its teacher's attention widths (attention is not
+  # pruned), so a slim architecture trained from scratch sets these to match it
+  # (`ppcd_tf.generator.slim_architecture`).
+  g_attention_widths: Tuple[int, ...] = ()
   sn_eps: float = 1e-6
   bn_eps: float = 1e-5
 
@@ -179,6 +185,14 @@ class ModelConfig:
       _check(len(self.g_channels) == 1 + 2 * n_blocks and min(self.g_channels) >= 1,
              f"g_channels={self.g_channels} must hold {1 + 2 * n_blocks} positive widths "
              f"for {r}px: stem, {n_blocks} hidden widths, {n_blocks} output widths.")
+    if self.g_attention_widths:
+      _check(len(self.g_attention_widths) == 2 and min(self.g_attention_widths) >= 1,
+             f"g_attention_widths={self.g_attention_widths} must be two positive widths "
+             "(key, value), e.g. 2,8, or empty for C/8, C/2 of the block's width.")
+      _check(bool(self.g_attention_res),
+             f"g_attention_widths={self.g_attention_widths} has no effect: "
+             "g_attention_res is empty (no G self-attention); drop g_attention_widths "
+             "or set g_attention_res.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +210,7 @@ class PruningConfig:
   mask_lr_scale: float = 10.0       # mask score learning rate = g_lr * scale
   cost_exponent: float = 1.0        # rank by sigmoid(score) / relative_cost ** exponent
   min_channel_fraction: float = 0.05  # every mask keeps at least this share (and >= 1)
+  importance: str = "learned"       # learned | l1 | uniform_l1 (ppcd_tf.importance)
 
   def validate(self) -> None:
     _check(0.0 < self.target_fraction < 1.0,
@@ -219,6 +234,8 @@ class PruningConfig:
            f"cost_exponent={self.cost_exponent} must be a finite number >= 0.")
     _check(0.0 <= self.min_channel_fraction < 1.0,
            f"min_channel_fraction={self.min_channel_fraction} must be in [0, 1).")
+    _check(self.importance in IMPORTANCES,
+           f"importance={self.importance!r} must be one of {IMPORTANCES}.")
 
 
 @dataclasses.dataclass(frozen=True)

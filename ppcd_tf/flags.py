@@ -89,6 +89,13 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                     "Explicit generator widths: stem, then each block's hidden width, "
                     "then each block's output width (e.g. a slim architecture's "
                     "slim_channels). Empty = BigGAN widths from --g_ch.", **m)
+  flags.DEFINE_list("g_attention_widths", [],
+                    "Key,value widths of every G self-attention layer. Empty = C/8,C/2 "
+                    "of the block's width. A slimmed PPCD generator keeps its teacher's "
+                    "attention widths (attention is not pruned), so to train a slim "
+                    "architecture from scratch give --g_channels=<slim_channels> and "
+                    "these widths (ppcd_tf.generator.slim_architecture computes both).",
+                    **m)
 
   # --- pruning ---
   m = dict(kw, module_name=_g("pruning"))
@@ -121,6 +128,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
   flags.DEFINE_float("prune_min_channel_fraction", pd.min_channel_fraction,
                      "Share of each mask's channels that is never pruned (at least 1), "
                      "so no block is cut down to a single channel.", **m)
+  flags.DEFINE_enum("prune_importance", pd.importance, list(config_lib.IMPORTANCES),
+                    "What ranks channels for pruning: 'learned' (PPCD: the trained mask "
+                    "scores), 'l1' (baseline: L1 filter norm of the current weights, "
+                    "Li et al. 2017) or 'uniform_l1' (baseline: every layer kept at the "
+                    "same fraction of its width, by L1 filter norm within the layer).", **m)
 
   # --- distillation ---
   m = dict(kw, module_name=_g("distillation"))
@@ -271,7 +283,8 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           g_attention_res=_ints("g_attention_res", f.g_attention_res),
           d_attention_res=_ints("d_attention_res", f.d_attention_res),
           hierarchical_z=f.hierarchical_z,
-          g_channels=_ints("g_channels", f.g_channels)),
+          g_channels=_ints("g_channels", f.g_channels),
+          g_attention_widths=_ints("g_attention_widths", f.g_attention_widths)),
       pruning=config_lib.PruningConfig(
           target_fraction=f.target_fraction, budget_params=f.budget_params,
           budget_macs=f.budget_macs, schedule=f.prune_schedule,
@@ -279,7 +292,8 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           frequency=f.prune_frequency, power=f.prune_power,
           sparsity_weight=f.sparsity_weight, mask_lr_scale=f.mask_lr_scale,
           cost_exponent=f.prune_cost_exponent,
-          min_channel_fraction=f.prune_min_channel_fraction),
+          min_channel_fraction=f.prune_min_channel_fraction,
+          importance=f.prune_importance),
       distill=config_lib.DistillConfig(
           teacher_dir=f.teacher_dir, init_from_teacher=f.init_from_teacher,
           lambda_att=f.lambda_att, lambda_cam=f.lambda_cam, lambda_pix=f.lambda_pix,

@@ -25,7 +25,9 @@ variable, so `tf.train.Checkpoint(generator=teacher)` restores into a student.
 `channels` (GeneratorChannels) sets the widths, so the same builder makes the
 teacher, the masked student and the slimmed dense network. Self-attention's
 internal widths (C/8, C/2) always come from the *config* width of its block,
-because they are never pruned.
+because they are never pruned, or from `ModelConfig.g_attention_widths` when set.
+`slim_architecture` turns a config plus slim widths into a config that builds the
+slim generator's architecture directly (same variables, for training from scratch).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from ppcd_tf.layers.masks import ChannelMask
 from ppcd_tf.layers.spectral_norm import SNConv2D, SNDense, kernel_initializer
 
 __all__ = ["GeneratorChannels", "Generator", "build_generator", "model_config_from_dict",
-           "generator_layout", "BOTTOM_WIDTH"]
+           "generator_layout", "slim_architecture", "BOTTOM_WIDTH"]
 
 BOTTOM_WIDTH = 4
 
@@ -117,7 +119,11 @@ class _Layout:
 
 
 def generator_layout(model_cfg: ModelConfig) -> _Layout:
-  """Sizes derived from a ModelConfig (z split, CBN input width, attention)."""
+  """Sizes derived from a ModelConfig (z split, CBN input width, attention).
+
+  Attention (key, value) widths are `model_cfg.g_attention_widths` if set, else
+  C/8, C/2 of the block's config width (never of a slimmed width).
+  """
   m = model_cfg.resolved()
   full = GeneratorChannels.from_model_config(m)
   n = full.num_blocks
@@ -127,9 +133,45 @@ def generator_layout(model_cfg: ModelConfig) -> _Layout:
   else:
     stem_z, cond = m.z_dim, m.shared_dim
   res = tuple(BOTTOM_WIDTH * 2 ** (i + 1) for i in range(n))
-  attn = tuple(attention_widths(full.out[i]) if res[i] in m.g_attention_res else None
-               for i in range(n))
+  attn = tuple((tuple(m.g_attention_widths) or attention_widths(full.out[i]))
+               if res[i] in m.g_attention_res else None for i in range(n))
   return _Layout(n, stem_z, cond, res, attn)
+
+
+def slim_architecture(model_cfg: ModelConfig, channels: GeneratorChannels) -> ModelConfig:
+  """The config of a dense generator with the architecture of a slimmed one.
+
+  A slim generator (`ppcd_tf.slim.slim_generator`) is `model_cfg` built with
+  narrower `channels`; its self-attention keeps the widths of `model_cfg`. The
+  returned config has `g_channels` = the flattened `channels` (stem, mids, outs)
+  and `g_attention_widths` = those attention widths, so `build_generator` of it
+  alone (e.g. training the slim architecture from scratch) has exactly the slim
+  generator's variables and parameter count.
+
+  Args:
+    model_cfg: the config the slim generator was built from.
+    channels: the slim widths, e.g. `masked_generator.live_channels()`.
+
+  Returns:
+    A copy of `model_cfg` (`dataclasses.replace`) with `g_channels` and
+    `g_attention_widths` set (the latter stays () without G self-attention).
+
+  Raises:
+    ValueError: `channels` has the wrong number of blocks, or the attention layers
+      of `model_cfg` have different widths (one (key, value) pair cannot hold them).
+  """
+  layout = generator_layout(model_cfg)
+  if channels.num_blocks != layout.num_blocks:
+    raise ValueError(f"slim_architecture: channels has {channels.num_blocks} blocks, "
+                     f"resolution {model_cfg.resolution} needs {layout.num_blocks}.")
+  widths = sorted({a for a in layout.attention if a is not None})
+  if len(widths) > 1:
+    raise ValueError(f"slim_architecture: the G attention layers have different "
+                     f"(key, value) widths {widths}; g_attention_widths holds one pair, "
+                     "so keep one --g_attention_res.")
+  return dataclasses.replace(
+      model_cfg, g_channels=(channels.stem,) + channels.mid + channels.out,
+      g_attention_widths=tuple(widths[0]) if widths else ())
 
 
 class DummyCallBuildMixin:

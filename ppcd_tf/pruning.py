@@ -5,8 +5,10 @@ Two pieces:
     `PolynomialDecay` / `ConstantSparsity` (the fraction of the *cost* removed at a
     step) and is a small serialisable object (`get_config` / `from_config`).
   * `PruningController`: at each pruning event, removes channels globally, lowest
-    `sigmoid(score) / relative cost` first, until the live generator fits the
+    `importance / relative cost` first, until the live generator fits the
     scheduled budget. Removal is permanent (the mask's `alive` entry goes to 0).
+    The importance is the learned `sigmoid(score)` (PPCD), or for the baselines an
+    L1 filter norm, globally or at uniform widths (`ppcd_tf.importance`).
 
 Cost is live generator parameters by default, or MACs (`metric="macs"`). The
 per-channel costs come from `ppcd_tf.flops.mask_channel_costs`, which knows what
@@ -130,15 +132,23 @@ class PruningController:
     final_budget: absolute final budget; 0 means `(1 - target) * full_cost`.
     min_channels: channels every mask keeps, so no block is cut off entirely.
     min_channel_fraction: share of each mask's full width it always keeps.
-    cost_exponent: the ranking key is `sigmoid(score) / (cost / mean cost) ** e`;
+    cost_exponent: the ranking key is `importance / (cost / mean cost) ** e`;
       1 ranks by importance per unit of cost (METHOD.md), 0 by importance alone.
+    importance: 'learned' (sigmoid of the mask scores), 'l1' (normalised L1 filter
+      norms) or 'uniform_l1' (every mask at the same fraction of its width, by L1
+      within the mask; no global ranking, the floors other than `min_channels` do
+      not apply); see `ppcd_tf.importance`.
   """
 
   def __init__(self, generator, schedule: ProgressivePruningSchedule, full_cost: int,
                metric: str = "params", final_budget: int = 0, min_channels: int = 1,
-               min_channel_fraction: float = 0.0, cost_exponent: float = 1.0):
+               min_channel_fraction: float = 0.0, cost_exponent: float = 1.0,
+               importance: str = "learned"):
     if metric not in ("params", "macs"):
       raise ValueError(f"metric={metric!r} must be 'params' or 'macs'")
+    if importance not in config_lib.IMPORTANCES:
+      raise ValueError(f"importance={importance!r} must be one of "
+                       f"{config_lib.IMPORTANCES}")
     if full_cost <= 0:
       raise ValueError(f"full_cost={full_cost} must be > 0")
     if final_budget < 0 or final_budget >= full_cost:
@@ -156,6 +166,7 @@ class PruningController:
     self.min_channels = int(min_channels)
     self.min_channel_fraction = float(min_channel_fraction)
     self.cost_exponent = float(cost_exponent)
+    self.importance = importance
 
   @classmethod
   def from_config(cls, generator, cfg: config_lib.PruningConfig, full_cost: int
@@ -165,7 +176,7 @@ class PruningController:
                metric="macs" if cfg.budget_macs else "params",
                final_budget=cfg.budget_params or cfg.budget_macs,
                min_channel_fraction=cfg.min_channel_fraction,
-               cost_exponent=cfg.cost_exponent)
+               cost_exponent=cfg.cost_exponent, importance=cfg.importance)
 
   def _keep_at_least(self, mask) -> int:
     return max(self.min_channels,
@@ -188,7 +199,15 @@ class PruningController:
       return None
     return self.prune_to(self.budget(step), step)
 
-  def _candidates(self, costs) -> List[tuple]:
+  def _importance(self) -> Dict[str, np.ndarray]:
+    """{mask name: [C] importance of every channel} for the global ranking."""
+    if self.importance == "l1":
+      from ppcd_tf import importance
+      return importance.normalised(importance.l1_filter_norms(self.generator))
+    return {name: tf.sigmoid(tf.convert_to_tensor(mask.score)).numpy()
+            for name, mask in self.generator.masks}
+
+  def _candidates(self, costs, scores: Dict[str, np.ndarray]) -> List[tuple]:
     cands = []
     cost_index = 0 if self.metric == "params" else 1
     all_costs = [costs[name][cost_index] for name, _ in self.generator.masks]
@@ -201,8 +220,7 @@ class PruningController:
       cost = float(costs[name][cost_index])
       if cost <= 0:
         continue
-      score = tf.sigmoid(tf.gather(tf.convert_to_tensor(mask.score), live)).numpy()
-      keys = score / (cost / mean_cost) ** self.cost_exponent
+      keys = scores[name][live] / (cost / mean_cost) ** self.cost_exponent
       order = np.argsort(-keys, kind="stable")  # the best `keep` are never candidates
       for j in order[keep:]:
         cands.append((float(keys[j]), name, int(live[j]), cost))
@@ -214,10 +232,13 @@ class PruningController:
     from ppcd_tf import flops
     masks = dict(self.generator.masks)
     before = self.live_cost()
+    if self.importance == "uniform_l1":
+      return self._prune_uniform(budget, step, before)
+    scores = self._importance()  # the weights do not change during an event
     cost, pruned, rounds = before, 0, 0
     while cost > budget and rounds < 1000:
       rounds += 1
-      cands = self._candidates(flops.mask_channel_costs(self.generator))
+      cands = self._candidates(flops.mask_channel_costs(self.generator), scores)
       if not cands:
         break
       excess, taken = cost - budget, {}
@@ -232,6 +253,20 @@ class PruningController:
       cost = self.live_cost()
     return PruningEvent(step=step, budget=float(budget), cost_before=before,
                         cost_after=cost, channels_pruned=pruned, rounds=rounds)
+
+  def _prune_uniform(self, budget: float, step: int, before: int) -> PruningEvent:
+    from ppcd_tf import importance
+    pruned = 0
+    if before > budget:
+      keep = importance.uniform_keep(self.generator, budget, self.metric, self.min_channels)
+      for name, mask in self.generator.masks:
+        drop = np.setdiff1d(mask.live_indices(), keep[name])
+        if drop.size:
+          mask.prune(drop)
+          pruned += int(drop.size)
+    return PruningEvent(step=step, budget=float(budget), cost_before=before,
+                        cost_after=self.live_cost(), channels_pruned=pruned,
+                        rounds=int(before > budget))
 
   def channels_kept(self) -> Dict[str, int]:
     return {name: int(mask.num_alive()) for name, mask in self.generator.masks}

@@ -224,11 +224,12 @@ class Trainer:
           f"--teacher_dir={tdir} is a --mode=ppcd run (a pruned student), not a "
           "teacher; pass the --mode=teacher workdir it was distilled from.")
     # A student that does not start from the teacher may be narrower (distillation
-    # without pruning: --nouse_masks --noinit_from_teacher --g_channels=...).
+    # without pruning: --nouse_masks --noinit_from_teacher --g_channels=...
+    # [--g_attention_widths=...]).
     narrower_ok = not self.cfg.distill.init_from_teacher and not self.masked
     checkpoints.check_same_architecture(
         self.cfg.model, tcfg.model, f"teacher {tdir}",
-        ignore=("g_channels",) if narrower_ok else ())
+        ignore=checkpoints.GENERATOR_WIDTH_FIELDS if narrower_ok else ())
     self.teacher_model_cfg = tcfg.model.resolved()
     if not checkpoints.all_checkpoints(checkpoints.checkpoint_dir(tdir)):
       raise checkpoints.CheckpointError(

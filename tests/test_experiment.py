@@ -1,4 +1,4 @@
-"""tools/experiment.py: every run's config, the goal verdict, one tiny run end to end."""
+"""tools/experiment.py: every run's config at equal budgets, seeds, one tiny run end to end."""
 import json
 import os
 import shutil
@@ -8,211 +8,193 @@ import numpy as np
 import pytest
 from absl.testing import absltest
 
+from ppcd_tf import flops
+from ppcd_tf.config import ConfigError
+from ppcd_tf.generator import generator_layout
 from tests import tiny_runs
 from tools import experiment
 
 _SLIM = {"stem": 5, "mid": [7, 6, 5], "out": [5, 4, 16]}
+_TEACHER_STEP = 100
 
 
-def _experiment(root, results, student_steps=10, teacher_dir=""):
-  return experiment.Experiment(root, "configs/tiny_test.cfg", results, num_samples=20,
-                               latency_repeats=3, classifier_epochs=1,
-                               student_steps=student_steps, teacher_dir=teacher_dir)
+def _experiment(root, results=None, student_steps=10, teacher_dir="", seeds=(1, 2, 3),
+                **kw):
+  exp = experiment.Experiment(root, "configs/tiny_test.cfg",
+                              results or os.path.join(root, "results"), num_samples=20,
+                              latency_repeats=3, classifier_epochs=1,
+                              student_steps=student_steps, teacher_dir=teacher_dir,
+                              seeds=seeds, **kw)
+  return exp
 
 
-def _fake_slim_report(root):
-  path = os.path.join(root, "ppcd_t81", "slim", "slim_report.json")
+def _fake_slim_report(root, seed):
+  path = os.path.join(root, f"seed{seed}", "ppcd_t81", "slim", "slim_report.json")
   os.makedirs(os.path.dirname(path))
   with open(path, "w") as f:
     json.dump({"slim_channels": _SLIM}, f)
-
-
-def _result(name, fid, params=1000, label=None):
-  """A result file as Experiment.finish writes it (only the fields the report reads)."""
-  return dict(name=name, label=label or name, kind=experiment.RUNS[name].kind,
-              target=experiment.RUNS[name].target, params=params, macs=10 * params,
-              fid=fid, kid_mean=1.0, kid_std=0.1, intra_fid=fid + 1, is_mean=5.0,
-              class_accuracy=0.9, num_samples=20, seed=0, tflite_fp32_kib=4.0,
-              tflite_latency_ms=0.2, train_steps=10, train_wall_seconds=1.0)
 
 
 class ConfigTest(absltest.TestCase):
 
   def test_every_run_config(self):
     root = tempfile.mkdtemp()
-    exp = _experiment(root, os.path.join(root, "results"))
-    _fake_slim_report(root)
+    exp = _experiment(root, curve_evals=5)
+    exp.teacher_step = lambda: _TEACHER_STEP
+    _fake_slim_report(root, 2)
     slim_channels = (5, 7, 6, 5, 5, 4, 16)
-    base_steps = exp.base.optim.num_steps
+    end = exp.schedule()["end_step"]
+    self.assertEqual(end, 6)
+    teacher_dir = os.path.join(root, "teacher")
     for name, run in experiment.RUNS.items():
-      cfg = exp.config_for(run)
-      self.assertEqual(cfg.run.workdir, os.path.join(root, name), name)
-      d = cfg.distill
-      if run.kind == "teacher":
-        self.assertEqual(cfg.run.mode, "teacher")
+      if name == "teacher":
+        self.assertEqual(exp.config_for(run).run.workdir, teacher_dir)
+        continue
+      cfg = exp.config_for(run, seed=2)
+      r, d, p = cfg.run, cfg.distill, cfg.pruning
+      self.assertEqual((r.workdir, r.seed), (os.path.join(root, "seed2", name), 2), name)
+      # Curves: 5 evaluations over the student steps, classifier features, no stopping.
+      self.assertEqual((r.eval_every, r.eval_num_samples, r.early_stop_evals), (2, 2000, 0))
+      self.assertEqual(r.eval_extractor, "classifier:" + os.path.join(root, "classifier"))
+      # Equal EMA horizon: every run's EMA covers its last (student_steps - end) steps.
+      self.assertEqual(cfg.optim.num_steps - cfg.optim.ema_start, 10 - end, name)
+      if run.kind == "teacher_more":
+        self.assertEqual(r.mode, "teacher")
+        self.assertEqual(cfg.optim.num_steps, _TEACHER_STEP + 10)
         self.assertEqual(cfg.model.g_channels, ())
-      elif run.kind == "scratch":
-        self.assertEqual(cfg.run.mode, "teacher")  # no teacher involved
+      elif run.kind in ("scratch", "distill_slim"):
         self.assertEqual(cfg.model.g_channels, slim_channels)
-        self.assertEqual(cfg.optim.num_steps, base_steps + 10)
-      elif run.kind == "distill_slim":
-        self.assertEqual(cfg.run.mode, "ppcd")
-        self.assertEqual(cfg.model.g_channels, slim_channels)
-        self.assertEqual(cfg.optim.num_steps, base_steps + 10)
-        self.assertFalse(d.use_masks)
-        self.assertFalse(d.init_from_teacher)
-        self.assertEqual(d.teacher_dir, os.path.join(root, "teacher"))
-        self.assertTrue(d.lambda_att > 0 and d.lambda_cam > 0 and d.lambda_pix > 0)
-      else:  # ppcd variants and magnitude: students of the teacher
-        self.assertEqual(cfg.run.mode, "ppcd")
-        self.assertEqual(cfg.optim.num_steps, 10)
+        # Attention at the teacher's widths, as the slimmed generator has them.
+        att = [a for a in generator_layout(exp.base.model).attention if a]
+        self.assertEqual(cfg.model.g_attention_widths, att[0])
+        steps = _TEACHER_STEP + 10 if run.total_steps else 10
+        self.assertEqual(cfg.optim.num_steps, steps, name)
+        if run.kind == "scratch":
+          self.assertEqual(r.mode, "teacher")  # no teacher involved
+        else:
+          self.assertEqual(r.mode, "ppcd")
+          self.assertFalse(d.use_masks or d.init_from_teacher)
+          self.assertEqual(d.teacher_dir, teacher_dir)
+          self.assertTrue(d.lambda_att > 0 and d.lambda_cam > 0 and d.lambda_pix > 0)
+      else:  # pruned students of the teacher
+        self.assertEqual((r.mode, cfg.optim.num_steps, d.teacher_dir),
+                         ("ppcd", 10, teacher_dir), name)
         self.assertTrue(d.init_from_teacher)
-        self.assertEqual(cfg.pruning.target_fraction, run.target)
-        self.assertLess(cfg.pruning.end_step, 10)
+        self.assertEqual(p.target_fraction, run.target)
         if run.kind == "magnitude":
           self.assertFalse(d.use_masks)
           self.assertEqual((d.lambda_att, d.lambda_cam, d.lambda_pix), (0, 0, 0))
+          self.assertEqual(p.end_step, end)
           continue
         self.assertTrue(d.use_masks)
-        self.assertAlmostEqual(cfg.pruning.min_channel_fraction, 1 - run.target)
-        off = {"no_att": "lambda_att", "no_cam": "lambda_cam", "no_pix": "lambda_pix",
-               "no_distill": ("lambda_att", "lambda_cam", "lambda_pix")}.get(name, ())
+        self.assertEqual(p.importance, run.importance)
+        if run.one_shot:
+          self.assertEqual((p.schedule, p.begin_step, p.end_step), ("constant", 0, 1))
+        else:
+          self.assertEqual((p.schedule, p.end_step), ("polynomial", end))
+        self.assertAlmostEqual(p.min_channel_fraction, 1 - run.target)
+        off = {"no_att": ("lambda_att",), "no_cam": ("lambda_cam",),
+               "no_pix": ("lambda_pix",)}.get(name, ())
+        if name in ("no_distill", "uniform_l1"):
+          off = ("lambda_att", "lambda_cam", "lambda_pix")
         for field in ("lambda_att", "lambda_cam", "lambda_pix"):
           self.assertEqual(getattr(d, field) == 0, field in off, f"{name} {field}")
 
-  def test_other_seed_shares_the_teacher_and_repeats_the_students(self):
+  def test_scratch_has_exactly_the_slim_parameter_count(self):
+    # The from-scratch architecture costs what the slim generator of those widths costs.
     root = tempfile.mkdtemp()
-    res = os.path.join(root, "results")
-    exp = experiment.Experiment(root, "configs/tiny_test.cfg", res, num_samples=20,
-                                latency_repeats=3, student_steps=10, seed=3)
-    main = _experiment(root, res)
-    self.assertEqual(exp.results_dir, os.path.join(res, "seed3"))
-    teacher = exp.config_for(experiment.RUNS["teacher"])
-    self.assertEqual(teacher.run.workdir, os.path.join(root, "teacher"))
-    self.assertEqual(teacher.run.seed, main.config_for(experiment.RUNS["teacher"]).run.seed)
-    self.assertEqual(exp._result_path("teacher"), os.path.join(res, "teacher.json"))
-    student = exp.config_for(experiment.RUNS["ppcd_t70"])
-    self.assertEqual(student.run.seed, 3)
-    self.assertEqual(student.run.workdir, os.path.join(root, "seed3", "ppcd_t70"))
-    self.assertEqual(student.distill.teacher_dir, os.path.join(root, "teacher"))
-    self.assertEqual(exp._result_path("ppcd_t70"), os.path.join(res, "seed3", "ppcd_t70.json"))
-    # Apart from seed and workdir, the repeat is the main run's config.
-    main_cfg = main.config_for(experiment.RUNS["ppcd_t70"])
-    self.assertEqual(student.replace(run=dict(seed=main_cfg.run.seed,
-                                              workdir=main_cfg.run.workdir)), main_cfg)
+    exp = _experiment(root)
+    exp.teacher_step = lambda: _TEACHER_STEP
+    _fake_slim_report(root, 1)
+    from ppcd_tf.generator import GeneratorChannels
+    slim_cost = flops.generator_cost(exp.base.model, GeneratorChannels(
+        stem=_SLIM["stem"], mid=tuple(_SLIM["mid"]), out=tuple(_SLIM["out"])))
+    cfg = exp.config_for(experiment.RUNS["scratch_student"], seed=1)
+    self.assertEqual(flops.generator_cost(cfg.model).total_params, slim_cost.total_params)
+
+  def test_seeds_are_the_reserved_report_seeds(self):
+    root = tempfile.mkdtemp()
+    for bad in ((0,), (1, 100), ()):
+      with self.assertRaisesRegex(ConfigError, "report seeds must be from"):
+        _experiment(root, seeds=bad)
+    exp = _experiment(root, seeds=(4,))
+    self.assertEqual(exp.result_path("teacher"), os.path.join(root, "results", "teacher.json"))
+    self.assertEqual(exp.result_path("oneshot_l1", 4),
+                     os.path.join(root, "results", "seed4", "oneshot_l1.json"))
 
   def test_registry_order_and_dependencies(self):
     names = list(experiment.RUNS)
-    self.assertEqual(names[:2], ["teacher", "ppcd_t81"])  # the main comparison first
+    self.assertEqual(names[:3], ["teacher", "ppcd_t81", "oneshot_l1"])
     for name, run in experiment.RUNS.items():
       for need in run.needs:
         self.assertLess(names.index(need), names.index(name), name)
-    for b in experiment.BASELINES:
-      self.assertIn(b, experiment.RUNS)
+    for b in experiment.STRUCTURED:
+      self.assertEqual(experiment.RUNS[b].target, experiment.MAIN_TARGET)
     with self.assertRaisesRegex(Exception, "not a run"):
-      _experiment(tempfile.mkdtemp(), tempfile.mkdtemp())._closure(["nope"])
-
-
-class ReportTest(absltest.TestCase):
-
-  def _report(self, results):
-    root = tempfile.mkdtemp()
-    res = os.path.join(root, "results")
-    exp = _experiment(root, res)
-    for r in results:
-      with open(os.path.join(res, r["name"] + ".json"), "w") as f:
-        json.dump(r, f)
-    md = os.path.join(root, "RESULTS.md")
-    exp.write_results_md(md, "python -m tools.experiment --the-command")
-    with open(md) as f:
-      return f.read(), res
-
-  def test_goal_met_only_within_10_percent_and_better_than_every_baseline(self):
-    teacher = _result("teacher", 20.0, params=10000)
-    baselines = [_result(b, 30.0) for b in experiment.BASELINES]
-    text, res = self._report([teacher, _result("ppcd_t81", 21.9, params=1900)] + baselines)
-    self.assertIn("**met**", text)
-    self.assertIn("81.0% fewer", text)
-    self.assertIn("--the-command", text)
-    self.assertTrue(os.path.exists(os.path.join(res, "fid_vs_params.png")))
-    # 22.1 > 1.1 * 20: not within 10%.
-    text, _ = self._report([teacher, _result("ppcd_t81", 22.1, params=1900)] + baselines)
-    self.assertIn("**not met**", text)
-    self.assertIn("not within", text)
-    # Within 10% but one baseline is better.
-    worse = [_result(b, 15.0 if b == "scratch" else 30.0) for b in experiment.BASELINES]
-    text, _ = self._report([teacher, _result("ppcd_t81", 21.0, params=1900)] + worse)
-    self.assertIn("**not met**", text)
-    self.assertIn(f"beats {len(worse) - 1} of the {len(worse)}", text)
-    self.assertIn("; loses to: scratch)", text)
-    self.assertIn("| scratch | 1,000 | 15.00 | +6.00 | worse |", text)
-    self.assertIn("| magnitude | 1,000 | 30.00 | -9.00 | better |", text)
-    # Baselines missing: undecided, and the pending runs are listed.
-    text, _ = self._report([teacher, _result("ppcd_t81", 21.0, params=1900)])
-    self.assertIn("**not decided yet**", text)
-    self.assertIn("Not yet run", text)
-    self.assertIn(experiment.RUNS["magnitude"].label, text)
-    self.assertNotIn("Training seed", text)
-
-  def test_seed_table(self):
-    root = tempfile.mkdtemp()
-    res = os.path.join(root, "results")
-    for seed, results in ((0, [_result("teacher", 20.0, params=10000),
-                               _result("ppcd_t81", 21.0), _result("ppcd_t70", 40.0),
-                               _result("magnitude", 10.0)]),
-                          (1, [_result("ppcd_t70", 20.0), _result("ppcd_t81", 23.0)]),
-                          (2, [_result("ppcd_t70", 30.0)])):
-      folder = os.path.join(res, f"seed{seed}") if seed else res
-      os.makedirs(folder, exist_ok=True)
-      for r in results:
-        with open(os.path.join(folder, r["name"] + ".json"), "w") as f:
-          json.dump(r, f)
-    md = os.path.join(root, "RESULTS.md")
-    _experiment(root, res).write_results_md(md, "cmd")
-    with open(md) as f:
-      text = f.read()
-    self.assertIn("| run | seed 0 | seed 1 | seed 2 | mean ± sd |", text)
-    # sd with ddof=1: ppcd_t81 {21, 23} -> 1.41; ppcd_t70 {40, 20, 30} -> 10.00.
-    self.assertIn("| ppcd_t81 | 21.00 | 23.00 |  | 22.00 ± 1.41 |", text)
-    self.assertIn("| ppcd_t70 | 40.00 | 20.00 | 30.00 | 30.00 ± 10.00 |", text)
-    self.assertNotIn("| magnitude | 10.00 |", text.split("## Training seed")[1])
-    # The main table and goal still come from seed 0 only.
-    self.assertIn("PPCD's FID is 21.00", text)
+      _experiment(tempfile.mkdtemp())._closure(["nope"])
+    self.assertEqual(_experiment(tempfile.mkdtemp())._closure(["scratch"]),
+                     {"teacher", "ppcd_t81", "scratch"})
 
 
 class EndToEndTest(absltest.TestCase):
 
   @pytest.mark.slow
-  def test_tiny_ppcd_run_writes_its_results(self):
+  def test_tiny_runs_write_their_results(self):
     root = tempfile.mkdtemp()
     res = os.path.join(root, "results")
     shutil.copytree(tiny_runs.classifier(), os.path.join(root, "classifier"))
     # With a packaged teacher, as the CLI's default: used as it is, nothing written there.
     from ppcd_tf import teacher_asset
+    from tools import experiment_report
     _, teacher_dir, _ = tiny_runs.packaged_teacher()
-    exp = _experiment(root, res, student_steps=6, teacher_dir=teacher_dir)
-    self.assertEqual(exp.config_for(experiment.RUNS["ppcd_t81"]).distill.teacher_dir,
-                     teacher_dir)
-    results = exp.run(["ppcd_t81"])
+    exp = _experiment(root, res, student_steps=6, teacher_dir=teacher_dir, seeds=(1,),
+                      curve_evals=2, curve_samples=20)
+    before = teacher_asset.verify_teacher_asset(teacher_dir)
+    results = exp.run(["ppcd_t81", "uniform_l1_distill", "teacher_more"])
     by = {r["name"]: r for r in results}
-    self.assertEqual(set(by), {"teacher", "ppcd_t81"})
-    main, teacher = by["ppcd_t81"], by["teacher"]
-    info = teacher_asset.verify_teacher_asset(teacher_dir)
+    self.assertEqual(set(by), {"teacher", "ppcd_t81", "uniform_l1_distill", "teacher_more"})
+    teacher = by["teacher"]
+    self.assertEqual(teacher_asset.verify_teacher_asset(teacher_dir), before)  # untouched
     self.assertEqual((teacher["train_steps"], teacher["teacher_package"]),
-                     (info["best_step"], teacher_dir))
+                     (before["best_step"], teacher_dir))
     self.assertFalse(os.path.exists(os.path.join(root, "teacher")))  # nothing trained
-    self.assertLessEqual(main["params"], 0.19 * teacher["params"] + 1)
-    self.assertEqual(main["params"], main["slim_report"]["params_after"])
-    self.assertLess(main["slim_report"]["max_abs_diff"], 1e-4)  # slim == masked
+    for name in ("ppcd_t81", "uniform_l1_distill"):
+      r = by[name]
+      self.assertLessEqual(r["params"], 0.19 * teacher["params"] + 1, name)
+      self.assertEqual(r["params"], r["slim_report"]["params_after"])
+      self.assertLess(r["slim_report"]["max_abs_diff"], 1e-4)  # slim == masked
+    self.assertEqual(by["uniform_l1_distill"]["importance"], "uniform_l1")
+    # The control continues the teacher's own step counter for the student steps.
+    more = by["teacher_more"]
+    self.assertEqual((more["train_steps"], more["student_steps"]),
+                     (before["best_step"] + 6, 6))
+    self.assertEqual(more["params"], teacher["params"])
     for r in results:
       for key in ("fid", "kid_mean", "intra_fid", "class_accuracy", "tflite_latency_ms"):
         self.assertTrue(np.isfinite(r[key]), (r["name"], key))
-      self.assertTrue(os.path.exists(os.path.join(res, "grids", r["name"] + ".png")))
-    self.assertTrue(os.path.exists(os.path.join(res, "grids_side_by_side.png")))
+      if r["name"] != "teacher":
+        # In student steps, up to the last; the control's evaluations fall where its
+        # absolute step (the teacher's + k) is a multiple of --eval_every.
+        steps = [c[0] for c in r["curve"]]
+        self.assertEqual(steps[-1], 6, r["name"])
+        if r["name"] != "teacher_more":
+          self.assertEqual(steps, [3, 6], r["name"])
+        self.assertEqual(r["wall"]["invocations"], 1)
+        self.assertGreater(r["wall"]["wall_seconds"], 0)
+        self.assertTrue(os.path.exists(os.path.join(res, "seed1", "grids", r["name"] + ".png")))
     # A second call reuses the finished runs instead of training again.
-    mtime = os.path.getmtime(os.path.join(res, "ppcd_t81.json"))
+    path = exp.result_path("ppcd_t81", 1)
+    mtime = os.path.getmtime(path)
     exp.run(["ppcd_t81"])
-    self.assertEqual(os.path.getmtime(os.path.join(res, "ppcd_t81.json")), mtime)
+    self.assertEqual(os.path.getmtime(path), mtime)
+    # The report reads them back: one seed, so every verdict is untested.
+    md = experiment_report.Report(exp).write(os.path.join(root, "RESULTS.md"), "cmd")
+    text = open(md).read()
+    self.assertIn("| PPCD (81% removed) | 1 |", text)
+    self.assertIn("**untested**", text)
+    self.assertRegex(text, r"\*\*Goal\*\*.*: \*\*(not met|not decided yet)\*\*")
+    for png in ("fid_vs_steps.png", "fid_vs_params.png", "fid_vs_macs.png"):
+      self.assertTrue(os.path.exists(os.path.join(res, png)), png)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Flag / config validation: every flagfile in configs/ parses and validates."""
 import dataclasses
 import glob
+import json
 import os
+import tempfile
 
 from absl import flags
 from absl.testing import absltest, parameterized
@@ -53,6 +55,42 @@ class FlagfileTest(parameterized.TestCase):
     cfg = config_lib.tiny_config()
     self.assertEqual(config_lib.Config.from_dict(cfg.to_dict()), cfg)
 
+  def test_g_attention_widths_flag(self):
+    fv = ppcd_flags.define_flags(flags.FlagValues())
+    fv(["prog", "--g_channels=8,6,8,6,8,6,8", "--g_attention_widths=4,16"])
+    model = ppcd_flags.config_from_flags(fv).model
+    self.assertEqual(model.g_attention_widths, (4, 16))
+    self.assertEqual(model.g_channels, (8, 6, 8, 6, 8, 6, 8))
+    fv = ppcd_flags.define_flags(flags.FlagValues())
+    fv(["prog"])
+    self.assertEqual(ppcd_flags.config_from_flags(fv).model.g_attention_widths, ())
+
+  def test_config_json_round_trip_of_g_attention_widths(self):
+    from ppcd_tf import checkpoints
+    cfg = config_lib.tiny_config(model=dict(g_channels=(3, 2, 5, 1, 4, 2, 6),
+                                            g_attention_widths=(2, 8))).validate()
+    with tempfile.TemporaryDirectory() as workdir:
+      checkpoints.write_config(workdir, cfg)
+      with open(checkpoints.config_path(workdir)) as f:
+        self.assertEqual(json.load(f)["model"]["g_attention_widths"], [2, 8])
+      self.assertEqual(checkpoints.read_config(workdir), cfg)
+      # A config.json written before the field existed reads as () (C/8, C/2).
+      old = cfg.to_dict()
+      del old["model"]["g_attention_widths"]
+      checkpoints.write_json_atomic(checkpoints.config_path(workdir), old)
+      self.assertEqual(checkpoints.read_config(workdir).model.g_attention_widths, ())
+
+  def test_g_attention_widths_is_an_architecture_field(self):
+    from ppcd_tf import checkpoints
+    teacher = config_lib.tiny_config().model
+    slim = dataclasses.replace(teacher, g_channels=(3, 2, 5, 1, 4, 2, 6),
+                               g_attention_widths=(2, 8))
+    with self.assertRaisesRegex(config_lib.ConfigError,
+                                r"g_attention_widths: \(\) in teacher vs \(2, 8\) here"):
+      checkpoints.check_same_architecture(slim, teacher, "teacher")
+    checkpoints.check_same_architecture(slim, teacher, "teacher",
+                                        ignore=checkpoints.GENERATOR_WIDTH_FIELDS)
+
   def test_config_is_frozen(self):
     cfg = config_lib.tiny_config()
     with self.assertRaises(dataclasses.FrozenInstanceError):
@@ -82,6 +120,11 @@ class BadValueTest(parameterized.TestCase):
       ("sparsity_inf", ["--sparsity_weight=inf"], "sparsity_weight=inf"),
       ("mask_lr_inf", ["--mask_lr_scale=inf"], "mask_lr_scale=inf"),
       ("cost_exponent_inf", ["--prune_cost_exponent=inf"], "cost_exponent=inf"),
+      ("attention_widths_one", ["--g_attention_widths=2"], "g_attention_widths=(2,)"),
+      ("attention_widths_zero", ["--g_attention_widths=0,8"], "g_attention_widths=(0, 8)"),
+      ("attention_widths_not_int", ["--g_attention_widths=2,x"], "g_attention_widths=2,x"),
+      ("attention_widths_no_attention", ["--g_attention_widths=2,8", "--g_attention_res="],
+       "has no effect"),
   )
   def test_bad_value_names_it(self, argv, expected):
     fv = ppcd_flags.define_flags(flags.FlagValues())

@@ -74,6 +74,23 @@ class FlopsTest(parameterized.TestCase):
     self.assertEqual(g.live_channels(), live)
     self.assertEqual(flops.count_generator(g), flops.generator_cost(cfg, live))
 
+  def test_g_attention_widths_set_the_attention_cost(self):
+    # The live count of a pruned generator keeps the config's attention widths; a
+    # config with g_channels = the live widths needs g_attention_widths to match it.
+    g = build_generator(tiny_model(), masked=True)
+    g.blocks[1].mask_out.prune(list(range(12)))
+    live = g.live_channels()
+    flat = (live.stem,) + live.mid + live.out
+    derived = tiny_model(g_channels=flat)                      # C/8, C/2 of 4: (1, 2)
+    kept = tiny_model(g_channels=flat, g_attention_widths=(2, 8))
+    self.assertEqual(flops.generator_cost(kept), flops.count_generator(g))
+    self.assertNotEqual(flops.generator_cost(derived), flops.count_generator(g))
+    rows = {r.name: r for r in flops.generator_cost(kept).rows}
+    self.assertEqual(rows["block1/attention/theta"].macs, 16 * 16 * 4 * 2)
+    self.assertEqual(rows["block1/attention/values"].macs, 256 * 64 * 8)
+    self.assertEqual(flops.generator_cost(kept).total_params,
+                     trainable_count(build_generator(kept, init="N02")))
+
   @parameterized.parameters("tiny", "64")
   def test_mask_channel_costs_are_exact_savings(self, which):
     cfg = tiny_model() if which == "tiny" else model_64()

@@ -1,4 +1,5 @@
 """Slimming: masked PP-Res generator -> dense generator with the same function."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from absl.testing import absltest, parameterized
 from ppcd_tf import config as config_lib
 from ppcd_tf import flops
 from ppcd_tf import slim as slim_lib
-from ppcd_tf.generator import build_generator
+from ppcd_tf.generator import build_generator, slim_architecture
 from ppcd_tf.layers import spectral_norm_layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,6 +67,26 @@ class SlimTest(parameterized.TestCase):
     self.assertEqual(flops.count_generator(g).total_params, trainable)
     self.assertEqual(flops.count_generator(slim), flops.count_generator(g))
     self.assertLess(trainable, flops.generator_cost(g.model_cfg).total_params)
+
+  @parameterized.parameters(32, 64)
+  def test_slim_architecture_builds_the_slim_generator_from_scratch(self, resolution):
+    # The block carrying attention keeps 1 output channel, so C/8, C/2 of the slim
+    # width (1, 1) differ from the kept teacher widths: g_attention_widths matters.
+    g = trained_masked_generator(model_at(resolution))
+    slim = slim_lib.slim_generator(g, name="generator")
+    arch = slim_architecture(g.model_cfg, g.live_channels())
+    arch.validate()
+    scratch = build_generator(arch, init="N02")
+    self.assertEqual(scratch.channels, slim.channels)
+    trainable = int(sum(np.prod(v.shape) for v in scratch.trainable_variables))
+    self.assertEqual(trainable, flops.count_generator(slim).total_params)
+    self.assertEqual(flops.count_generator(scratch), flops.count_generator(slim))
+    self.assertEqual([(v.name, v.shape) for v in scratch.variables],
+                     [(v.name, v.shape) for v in slim.variables])
+    scratch.set_weights(slim.get_weights())  # same structure, weight for weight
+    # Without the attention widths the from-scratch model is another architecture.
+    derived = build_generator(dataclasses.replace(arch, g_attention_widths=()), init="N02")
+    self.assertNotEqual(flops.count_generator(derived).total_params, trainable)
 
   def test_renormalising_the_sliced_kernels_would_not_match(self):
     # Why the slim model freezes sigma: with fresh power iteration on the sliced

@@ -11,6 +11,18 @@ from tests import tiny_runs
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+class TuningSeedTest(absltest.TestCase):
+
+  def test_report_seeds_are_refused(self):
+    from ppcd_tf.config import ConfigError
+    from tools import experiment, tune
+    for seed in experiment.REPORT_SEEDS:
+      with self.assertRaisesRegex(ConfigError, f"--seed={seed} is one of .*--seed=100"):
+        tune.check_tuning_seed(seed)
+    for seed in (0, 100):
+      tune.check_tuning_seed(seed)  # no error
+
+
 @pytest.mark.slow
 class TuneTest(absltest.TestCase):
 

@@ -1,42 +1,54 @@
-"""PPCD against its baselines at the same parameter budget; results for docs/RESULTS.md.
+"""PPCD against its baselines at equal budgets over training seeds; docs/RESULTS.md.
 
-  python -m tools.experiment --workdir=runs/experiment [--config=configs/mnist32.cfg] \
-      [--only=teacher,ppcd_t81] [--results=docs/results]
+  python -m tools.experiment --workdir=runs/experiment [--seeds=1,2,3] \
+      [--only=ppcd_t81,oneshot_l1] [--student_steps=6000] [--report_only]
 
-Runs (a registry, in dependency order; each reuses a finished run and resumes an
-interrupted one, so the whole experiment can be stopped and restarted freely):
+The protocol (docs/RESULTS.md states it with the numbers):
 
-  teacher        the shipped converged teacher (--teacher_dir, assets/teachers/mnist32 by
-                 default; evaluated and exported into WORKDIR/teacher_outputs), or with
-                 --teacher_dir= a BigGAN teacher trained here (--mode=teacher)
-  classifier     metrics classifier on the same data
-  ppcd_t50 ... ppcd_t90   PPCD at 50/70/81/90% of G parameters removed
-  no_distill     PP-Res pruning without distillation (all lambdas 0), 81%
-  no_att / no_cam / no_pix   PPCD with one distillation term removed, 81%
-  magnitude      tfmot prune_low_magnitude on the teacher, GAN-loss fine-tuning, 81%
-  scratch        the slim architecture PPCD found at 81%, trained from scratch (no teacher)
-  distill_slim   distillation without pruning: that slim architecture trained from
-                 scratch with all distillation terms from the teacher (no masks)
+* One teacher, the converged one that ships (`--teacher_dir`, assets/teachers/mnist32;
+  `--teacher_dir=` trains WORKDIR/teacher instead), evaluated once.
+* Every student trains `--student_steps` steps from that teacher (its weights and D),
+  at every training seed of `--seeds`. Progressive pruning runs from 5% to 60% of
+  them (20 events); the one-shot baselines prune at step 0. Every run's EMA starts
+  at 60% of the student steps, so each method's EMA averages the same final stretch
+  of training on its final architecture (PPCD's EMA restarts at each pruning event
+  anyway, and its last event is at 60%).
+* The from-scratch rows train PPCD's slim widths exactly (attention included, from
+  the same seed's PPCD run): once for the student steps (the "equal student steps"
+  view: a user who already has a teacher) and once for teacher + student steps
+  (the "equal total steps" view).
+* Every run is evaluated on `--num_samples` samples (FID, KID, intra-FID, IS, class
+  accuracy; latent seed 0, features of the metrics classifier), exported to TFLite
+  fp32 and timed at batch 1. Students also evaluate every 1/`--curve_evals` of their
+  steps on `--curve_samples` samples, for the FID-against-steps curves.
+* `tools/experiment_report.py` turns the result files into RESULTS.md: mean ± sd
+  over seeds and a two-sided Welch t-test against PPCD for every row
+  (`ppcd_tf.stats`); "better"/"worse" only at p < 0.05.
+* Seeds: `REPORT_SEEDS` (1-5) are for reporting only; tuning (tools/tune.py, which
+  refuses them, or by hand) uses seed 0 or 100 and up.
 
-Every PPCD run keeps at least (1 - target) of each mask's channels
-(--prune_min_channel_fraction), so no layer is cut far below the uniform width.
+Runs (a registry; each reuses a finished result and resumes an interrupted run, so
+the experiment can be stopped and restarted freely, e.g. in session-sized chunks):
 
-Each finished run is slimmed (PPCD runs) or stripped (magnitude), evaluated
-(FID, KID, intra-FID, IS, class accuracy with `--num_samples` samples and the
-classifier's features), exported to TFLite fp32 and timed at batch 1 (LiteRT,
-median of `--latency_repeats`). The small results are written to `--results`
-(one JSON per run, `results.json`, sample grids, `fid_vs_params.png`,
-`RESULTS_table.md`) as each run finishes, so they can be committed as they come.
+  teacher               the teacher (evaluation and export in WORKDIR/teacher_outputs)
+  ppcd_t81              PPCD: learned masks, progressive, distillation, 81% removed
+  oneshot_l1            structured: one-shot global L1-filter pruning + distillation
+  uniform_l1_distill    structured: uniform-width L1 slimming + distillation
+  uniform_l1            structured: uniform-width L1 slimming, GAN loss only
+  no_distill            PP-Res pruning without distillation
+  magnitude             unstructured: tfmot magnitude pruning (teacher's widths and MACs)
+  teacher_more          control: the teacher trained student-steps more (not compressed)
+  distill_slim          PPCD's slim widths from scratch with distillation
+  scratch_student       PPCD's slim widths from scratch, student steps
+  scratch               PPCD's slim widths from scratch, teacher + student steps
+  no_att/no_cam/no_pix  PPCD with one distillation term removed
+  ppcd_t50/t70/t90      PPCD at the other budgets
+  oneshot_l1_t50/...    the one-shot baseline at the other budgets
 
-On a machine with cores to spare, two processes can share one root when their
-`--only` lists are disjoint and the runs they depend on have finished, e.g.
-`--only=magnitude,no_distill,scratch,distill_slim` next to
-`--only=no_att,no_cam,no_pix,ppcd_t50,ppcd_t70,ppcd_t90`; finish with
-`--report_only`.
-
-`--seed=N` (N > 0) repeats runs with another training seed against the same teacher,
-classifier and evaluation samples, under WORKDIR/seed<N>/ and RESULTS/seed<N>/;
-RESULTS.md then shows each repeated run's FID by seed, mean and standard deviation.
+Results go to `--results` as they finish (RESULTS/teacher.json,
+RESULTS/seed<N>/<run>.json, sample grids), so they can be committed one by one.
+Training wall time sums every invocation (`ppcd_tf.wall_log`, WORKDIR/.../wall_log.json)
+with the machine's load average at each start and end.
 """
 
 from __future__ import annotations
@@ -45,10 +57,21 @@ import dataclasses
 import json
 import os
 import shutil
-import time
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from absl import app, flags, logging
+
+TARGETS = (0.5, 0.7, 0.81, 0.9)
+MAIN_TARGET = 0.81
+MAIN_RUN = "ppcd_t81"
+# Training seeds reserved for reporting; tuning must use others (tools/tune.py checks).
+REPORT_SEEDS = (1, 2, 3, 4, 5)
+DEFAULT_SEEDS = (1, 2, 3)
+WALL_LOG = "wall_log.json"
+# The structured baselines PPCD must beat significantly (the goal in RESULTS.md).
+STRUCTURED = ("oneshot_l1", "uniform_l1_distill", "uniform_l1")
+_NO_DISTILL = dict(lambda_att=0.0, lambda_cam=0.0, lambda_pix=0.0)
+
 
 def _define_flags():
   """Flags of this tool; defined only when it runs as a program, so tests can
@@ -56,77 +79,88 @@ def _define_flags():
   flags.DEFINE_string("workdir", "runs/experiment", "Root of every run's workdir.")
   flags.DEFINE_string("config", "configs/mnist32.cfg", "Base flagfile of all runs.")
   flags.DEFINE_string("results", "docs/results", "Where the small result files go (committed).")
-  flags.DEFINE_list("only", [], "Run only these runs (and what they need).")
-  flags.DEFINE_integer("num_samples", 5000, "Samples per evaluation.", lower_bound=20)
+  flags.DEFINE_list("only", [], "Run only these runs (and what they need); default all.")
+  flags.DEFINE_list("seeds", list(map(str, DEFAULT_SEEDS)),
+                    f"Training seeds of every student run (from {REPORT_SEEDS}, the "
+                    "seeds reserved for reporting).")
+  flags.DEFINE_integer("num_samples", 10000, "Samples per final evaluation.",
+                       lower_bound=20)
+  flags.DEFINE_integer("curve_evals", 10, "Evaluations during each student run (0 = none).",
+                       lower_bound=0)
+  flags.DEFINE_integer("curve_samples", 2000, "Samples per evaluation during training.",
+                       lower_bound=20)
   flags.DEFINE_integer("latency_repeats", 50, "Timed batch-1 TFLite calls (median).",
                        lower_bound=3)
   flags.DEFINE_integer("classifier_epochs", 10, "Epochs of the metrics classifier.",
                        lower_bound=1)
   flags.DEFINE_bool("report_only", False,
-                    "Only rebuild the table, plot and RESULTS.md from the result files "
+                    "Only rebuild RESULTS.md, tables and plots from the result files "
                     "already in --results (runs nothing).")
   flags.DEFINE_string("results_md", "docs/RESULTS.md",
                       "The results document written from the result files.")
   flags.DEFINE_integer(
-      "student_steps", 0, "Training steps of every student run (PPCD variants, magnitude); "
-      "the pruning schedule is scaled to it (begin 5%, end 60%, 20 events). The two "
-      "slim-architecture-from-scratch baselines get teacher + student steps. 0 = the "
-      "flagfile's --num_steps.", lower_bound=0)
+      "student_steps", 0, "Training steps of every student run; the pruning schedule "
+      "and EMA start are scaled to it. 0 = the flagfile's --num_steps.", lower_bound=0)
   flags.DEFINE_string(
       "teacher_dir", "assets/teachers/mnist32",
       "The teacher every student distils from: a packaged teacher (the converged one that "
       "ships, checksums verified first) or any --mode=teacher workdir of --config's "
       "architecture. Empty (--teacher_dir=) trains WORKDIR/teacher with --config; "
       "python -m tools.train_teacher retrains the shipped one.")
-  flags.DEFINE_integer(
-      "seed", 0, "Training seed of every run except the teacher and the classifier, "
-      "which all seeds share. 0 is the main experiment (WORKDIR/<run>, "
-      "RESULTS/<run>.json); another seed repeats runs under WORKDIR/seed<N>/ and "
-      "RESULTS/seed<N>/, and RESULTS.md gains a table of FID by seed (use --only to pick "
-      "the runs to repeat).", lower_bound=0)
-
-
-TARGETS = (0.5, 0.7, 0.81, 0.9)
-MAIN_TARGET = 0.81
-MAIN_RUN = f"ppcd_t{int(round(MAIN_TARGET * 100))}"
-# The runs PPCD at MAIN_TARGET must beat (the goal in docs/RESULTS.md).
-BASELINES = ("magnitude", "no_distill", "scratch", "distill_slim")
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
   name: str
-  kind: str                      # teacher | ppcd | magnitude | scratch | distill_slim
-  label: str                     # row label in the results table
+  kind: str        # teacher | ppcd | magnitude | teacher_more | scratch | distill_slim
+  label: str
+  view: str        # reference | student (equal student steps) | total (equal total steps)
   needs: tuple = ()
   target: float = MAIN_TARGET
-  distill: Optional[dict] = None  # DistillConfig overrides
+  distill: Optional[dict] = None   # DistillConfig overrides
+  importance: str = "learned"      # PruningConfig.importance (ppcd kind)
+  one_shot: bool = False           # prune to the target at step 0
+  total_steps: bool = False        # scratch: teacher + student steps
 
 
 def _registry() -> List[Run]:
-  # Order = run order: the main comparison at 81% first, then the term ablations,
-  # then the other budgets, so an interrupted experiment has the key rows.
-  ppcd = {t: Run(f"ppcd_t{int(round(t * 100))}", "ppcd", f"PPCD ({t:.0%} removed)",
-                 needs=("teacher",), target=t) for t in TARGETS}
+  # Order = run order: the main comparison at 81% first, then the controls and
+  # ablations, then the other budgets, so an interrupted experiment has the key rows.
+  def pct(t):
+    return int(round(t * 100))
+
+  ppcd = {t: Run(f"ppcd_t{pct(t)}", "ppcd", f"PPCD ({t:.0%} removed)", "student",
+                 target=t) for t in TARGETS}
+  oneshot = {t: Run("oneshot_l1" + ("" if t == MAIN_TARGET else f"_t{pct(t)}"), "ppcd",
+                    "One-shot L1 pruning + distillation"
+                    + ("" if t == MAIN_TARGET else f" ({t:.0%} removed)"), "student",
+                    target=t, importance="l1", one_shot=True) for t in TARGETS}
+  slim = (MAIN_RUN,)
   return [
-      Run("teacher", "teacher", "Teacher (BigGAN)"),
+      Run("teacher", "teacher", "Teacher (BigGAN)", "reference"),
       ppcd[MAIN_TARGET],
-      Run("magnitude", "magnitude", "tfmot magnitude pruning (unstructured)",
-          needs=("teacher",)),
-      Run("no_distill", "ppcd", "PP-Res pruning, no distillation", needs=("teacher",),
-          distill=dict(lambda_att=0.0, lambda_cam=0.0, lambda_pix=0.0)),
-      Run("scratch", "scratch", "PPCD's slim architecture from scratch",
-          needs=(MAIN_RUN,)),
-      Run("distill_slim", "distill_slim",
-          "Distillation without pruning (PPCD's slim architecture)",
-          needs=(MAIN_RUN,)),
-      Run("no_att", "ppcd", "PPCD without attention term", needs=("teacher",),
+      oneshot[MAIN_TARGET],
+      Run("uniform_l1_distill", "ppcd", "Uniform L1 slimming + distillation", "student",
+          importance="uniform_l1", one_shot=True),
+      Run("uniform_l1", "ppcd", "Uniform L1 slimming, GAN loss only", "student",
+          importance="uniform_l1", one_shot=True, distill=_NO_DISTILL),
+      Run("no_distill", "ppcd", "PP-Res pruning, no distillation", "student",
+          distill=_NO_DISTILL),
+      Run("magnitude", "magnitude", "tfmot magnitude pruning (unstructured)", "student"),
+      Run("teacher_more", "teacher_more", "Teacher + student steps more (not compressed)",
+          "student"),
+      Run("distill_slim", "distill_slim", "PPCD's slim widths from scratch + distillation",
+          "student", needs=slim),
+      Run("scratch_student", "scratch", "PPCD's slim widths from scratch", "student",
+          needs=slim),
+      Run("scratch", "scratch", "PPCD's slim widths from scratch, teacher + student steps",
+          "total", needs=slim, total_steps=True),
+      Run("no_att", "ppcd", "PPCD without attention term", "student",
           distill=dict(lambda_att=0.0)),
-      Run("no_cam", "ppcd", "PPCD without CAM term", needs=("teacher",),
-          distill=dict(lambda_cam=0.0)),
-      Run("no_pix", "ppcd", "PPCD without pixel term", needs=("teacher",),
-          distill=dict(lambda_pix=0.0)),
-  ] + [ppcd[t] for t in TARGETS if t != MAIN_TARGET]
+      Run("no_cam", "ppcd", "PPCD without CAM term", "student", distill=dict(lambda_cam=0.0)),
+      Run("no_pix", "ppcd", "PPCD without pixel term", "student", distill=dict(lambda_pix=0.0)),
+  ] + [ppcd[t] for t in TARGETS if t != MAIN_TARGET] + [
+      oneshot[t] for t in TARGETS if t != MAIN_TARGET]
 
 
 RUNS = {r.name: r for r in _registry()}
@@ -137,55 +171,119 @@ class Experiment:
 
   def __init__(self, root: str, config_path: str, results_dir: str, num_samples: int,
                latency_repeats: int, classifier_epochs: int = 10, student_steps: int = 0,
-               seed: int = 0, teacher_dir: str = ""):
+               seeds: Sequence[int] = DEFAULT_SEEDS, teacher_dir: str = "",
+               curve_evals: int = 10, curve_samples: int = 2000):
     from ppcd_tf import flags as ppcd_flags
-    self.root, self.seed, self.main_results_dir = root, seed, results_dir
-    # Seed 0 is the main experiment; other seeds repeat runs in their own folders.
-    self.results_dir = results_dir if seed == 0 else os.path.join(results_dir, f"seed{seed}")
+    from ppcd_tf.config import ConfigError
+    bad = [s for s in seeds if s not in REPORT_SEEDS]
+    if bad or not seeds:
+      raise ConfigError(f"--seeds={','.join(map(str, seeds))}: report seeds must be from "
+                        f"{REPORT_SEEDS} (tuning uses the others).")
+    self.root, self.results_dir, self.seeds = root, results_dir, tuple(seeds)
     self.config_path = config_path
     self.base = ppcd_flags.parse_flagfile(config_path)
     self.num_samples, self.latency_repeats = num_samples, latency_repeats
     self.classifier_epochs = classifier_epochs
     self.student_steps = student_steps or self.base.optim.num_steps
+    self.curve_evals, self.curve_samples = curve_evals, curve_samples
     # A given teacher is used as it is (nothing is written into it); "" trains one.
     self.teacher_dir = teacher_dir
     os.makedirs(self.results_dir, exist_ok=True)
 
-  def _student_schedule(self) -> Dict:
-    n = self.student_steps
-    end = max(2, int(0.6 * n))
-    begin = min(int(0.05 * n), end - 1)
-    return dict(begin_step=begin, end_step=end, frequency=max(1, (end - begin) // 20))
+  # -------------------------------------------------------------- layout
+  def workdir(self, name: str, seed: int = 0) -> str:
+    if name == "teacher":
+      return self.teacher_dir or os.path.join(self.root, "teacher")
+    return os.path.join(self.root, f"seed{seed}", name)
 
-  @staticmethod
-  def min_channel_fraction(run: Run) -> float:
-    """Each mask keeps at least (1 - target) of its channels (see the module doc)."""
-    return round(1.0 - run.target, 4)
-
-  def slim_channels(self, name: str) -> tuple:
-    """The slim generator widths (stem, mids, outs) PPCD found in run `name`."""
-    report = json.load(open(os.path.join(self.workdir(name), "slim", "slim_report.json")))
-    c = report["slim_channels"]
-    return (c["stem"],) + tuple(c["mid"]) + tuple(c["out"])
-
-  def _shared(self, name: str) -> bool:
-    """The teacher is trained once (seed 0) and shared by every seed's students."""
-    return self.seed == 0 or name == "teacher"
-
-  def workdir(self, name: str) -> str:
-    if name == "teacher" and self.teacher_dir:
-      return self.teacher_dir
-    if self._shared(name):
-      return os.path.join(self.root, name)
-    return os.path.join(self.root, f"seed{self.seed}", name)
+  def result_path(self, name: str, seed: int = 0) -> str:
+    if name == "teacher":
+      return os.path.join(self.results_dir, "teacher.json")
+    return os.path.join(self.results_dir, f"seed{seed}", f"{name}.json")
 
   @property
   def extractor(self) -> str:
     return "classifier:" + os.path.join(self.root, "classifier")
 
-  def _result_path(self, name: str) -> str:
-    folder = self.main_results_dir if self._shared(name) else self.results_dir
-    return os.path.join(folder, f"{name}.json")
+  def _outputs(self, name: str, seed: int) -> str:
+    """Where a run's evaluation and export go: its workdir, or, for the teacher,
+    ROOT/teacher_outputs (a given teacher's directory stays untouched)."""
+    if name == "teacher":
+      return os.path.join(self.root, "teacher_outputs")
+    return self.workdir(name, seed)
+
+  # -------------------------------------------------------------- budgets
+  def schedule(self) -> Dict:
+    """Progressive pruning over the student steps: events from 5% to 60%."""
+    n = self.student_steps
+    end = max(2, int(0.6 * n))
+    begin = min(int(0.05 * n), end - 1)
+    return dict(begin_step=begin, end_step=end, frequency=max(1, (end - begin) // 20))
+
+  def teacher_step(self) -> int:
+    """Steps the teacher trained (its checkpoint's, or a package's best step)."""
+    from ppcd_tf import teacher_asset
+    return teacher_asset.check_teacher_dir(self.workdir("teacher"))[1]
+
+  def steps_of(self, run: Run) -> tuple:
+    """(first step, last step) of a run's step counter."""
+    if run.kind == "teacher_more":
+      t = self.teacher_step()
+      return t, t + self.student_steps
+    if run.total_steps:
+      return 0, self.teacher_step() + self.student_steps
+    return 0, self.student_steps
+
+  @staticmethod
+  def min_channel_fraction(run: Run) -> float:
+    """Each mask keeps at least (1 - target) of its channels (the safety net)."""
+    return round(1.0 - run.target, 4)
+
+  def slim_channels(self, seed: int) -> tuple:
+    """The slim widths (stem, mids, outs) PPCD found at the main budget at `seed`."""
+    path = os.path.join(self.workdir(MAIN_RUN, seed), "slim", "slim_report.json")
+    c = json.load(open(path))["slim_channels"]
+    return (c["stem"],) + tuple(c["mid"]) + tuple(c["out"])
+
+  # -------------------------------------------------------------- configs
+  def config_for(self, run: Run, seed: int = 0):
+    wd = self.workdir(run.name, seed)
+    if run.kind == "teacher":
+      return self.base.replace(run=dict(workdir=wd, mode="teacher"))
+    first, last = self.steps_of(run)
+    end = self.schedule()["end_step"]
+    every = (self.student_steps // self.curve_evals) if self.curve_evals else 0
+    common = dict(
+        run=dict(workdir=wd, seed=seed, eval_every=every,
+                 eval_num_samples=self.curve_samples, eval_extractor=self.extractor,
+                 stats_dir=os.path.join(self.root, "reference_stats"), early_stop_evals=0),
+        optim=dict(num_steps=last, ema_start=last - (self.student_steps - end)))
+    teacher = self.workdir("teacher")
+    if run.kind == "teacher_more":
+      cfg = self.base.replace(**common)
+      return cfg.replace(run=dict(mode="teacher")).validate()
+    if run.kind in ("scratch", "distill_slim"):
+      from ppcd_tf.generator import GeneratorChannels, slim_architecture
+      c = self.slim_channels(seed)
+      n = (len(c) - 1) // 2
+      model = slim_architecture(self.base.model, GeneratorChannels(
+          stem=c[0], mid=tuple(c[1:1 + n]), out=tuple(c[1 + n:])))
+      cfg = self.base.replace(model=dataclasses.asdict(model), **common)
+      if run.kind == "scratch":
+        return cfg.replace(run=dict(mode="teacher")).validate()
+      return cfg.replace(run=dict(mode="ppcd"), distill=dict(
+          teacher_dir=teacher, use_masks=False, init_from_teacher=False)).validate()
+    distill = dict(teacher_dir=teacher, **(run.distill or {}))
+    sched = (dict(schedule="constant", begin_step=0, end_step=1, frequency=1)
+             if run.one_shot else self.schedule())
+    cfg = self.base.replace(**common).replace(
+        run=dict(mode="ppcd"), distill=distill,
+        pruning=dict(target_fraction=run.target, importance=run.importance,
+                     min_channel_fraction=self.min_channel_fraction(run), **sched))
+    if run.kind == "magnitude":
+      from ppcd_tf import baselines
+      return baselines.magnitude_config(cfg, teacher)
+    return cfg.validate()
 
   # -------------------------------------------------------------- stages
   def classifier(self) -> None:
@@ -193,63 +291,32 @@ class Experiment:
     pipeline.ensure_classifier(self.base.data, self.base.model,
                                os.path.join(self.root, "classifier"), self.classifier_epochs)
 
-  def config_for(self, run: Run):
-    cfg = self._config_for(run)
-    if not self._shared(run.name):
-      cfg = cfg.replace(run=dict(seed=self.seed))
-    return cfg
+  def _seed_from_teacher(self, workdir: str) -> None:
+    """teacher_more starts as a copy of the teacher's checkpoint (optimizer state too)."""
+    from ppcd_tf import checkpoints
+    dst = checkpoints.checkpoint_dir(workdir)
+    if not os.path.isdir(dst):
+      tmp = dst + ".tmp"
+      shutil.rmtree(tmp, ignore_errors=True)
+      shutil.copytree(checkpoints.checkpoint_dir(self.workdir("teacher")), tmp)
+      os.replace(tmp, dst)
 
-  def _config_for(self, run: Run):
-    wd = self.workdir(run.name)
-    if run.kind == "teacher":
-      return self.base.replace(run=dict(workdir=wd, mode="teacher"))
-    if run.kind in ("scratch", "distill_slim"):
-      # PPCD's slim architecture, trained as long as teacher + student together.
-      slim_arch = dict(model=dict(g_channels=self.slim_channels(MAIN_RUN)),
-                       optim=dict(num_steps=self.base.optim.num_steps + self.student_steps))
-      if run.kind == "scratch":
-        return self.base.replace(run=dict(workdir=wd, mode="teacher"), **slim_arch)
-      return self.base.replace(
-          run=dict(workdir=wd, mode="ppcd"), **slim_arch,
-          distill=dict(teacher_dir=self.workdir("teacher"), use_masks=False,
-                       init_from_teacher=False)).validate()
-    distill = dict(teacher_dir=self.workdir("teacher"))
-    distill.update(run.distill or {})
-    cfg = self.base.replace(run=dict(workdir=wd, mode="ppcd"), distill=distill,
-                            optim=dict(num_steps=self.student_steps),
-                            pruning=dict(target_fraction=run.target,
-                                         min_channel_fraction=self.min_channel_fraction(run),
-                                         **self._student_schedule()))
-    if run.kind == "magnitude":
-      from ppcd_tf import baselines
-      return baselines.magnitude_config(cfg, self.workdir("teacher"))
-    return cfg.validate()
-
-  def _given_teacher_summary(self) -> Dict:
-    """The training summary of a teacher given by --teacher_dir (verified if packaged)."""
-    from ppcd_tf import teacher_asset
-    info, step = teacher_asset.check_teacher_dir(self.teacher_dir)
-    return dict(step=step, wall_seconds=(info or {}).get("train_wall_seconds"),
-                teacher_package=self.teacher_dir if info else None)
-
-  def _outputs(self, name: str) -> str:
-    """Where a run's evaluation and export go: its workdir, or, for a given teacher,
-    ROOT/teacher_outputs (the teacher's own directory stays untouched)."""
-    if name == "teacher" and self.teacher_dir:
-      return os.path.join(self.root, "teacher_outputs")
-    return self.workdir(name)
-
-  def train(self, run: Run) -> Dict:
-    from ppcd_tf import baselines, train_lib
+  def train(self, run: Run, seed: int) -> Dict:
+    from ppcd_tf import baselines, teacher_asset, train_lib, wall_log
     if run.kind == "teacher" and self.teacher_dir:
-      return self._given_teacher_summary()
-    cfg = self.config_for(run)
+      info, step = teacher_asset.check_teacher_dir(self.teacher_dir)
+      return dict(step=step, teacher_package=self.teacher_dir if info else None,
+                  wall=dict(wall_seconds=(info or {}).get("train_wall_seconds"),
+                            paused_seconds=(info or {}).get("paused_seconds")))
+    cfg = self.config_for(run, seed)
+    if run.kind == "teacher_more":
+      self._seed_from_teacher(cfg.run.workdir)
     trainer_cls = (baselines.MagnitudePruningTrainer if run.kind == "magnitude"
                    else train_lib.Trainer)
     trainer = trainer_cls(cfg)
-    start = time.time()
-    summary = trainer.fit()
-    summary["train_wall_seconds_this_invocation"] = round(time.time() - start, 1)
+    log_path = os.path.join(cfg.run.workdir, WALL_LOG)
+    summary = wall_log.timed_fit(trainer, log_path)
+    summary["wall"] = wall_log.totals(wall_log.read(log_path))
     if run.kind == "magnitude":
       # Strip the tfmot wrappers from the EMA generator and keep it as a plain
       # (sparse) generator directory that evaluation and export read.
@@ -258,12 +325,20 @@ class Experiment:
       slim.save_slim_generator(trainer.G_ema, os.path.join(cfg.run.workdir, "slim"))
     return summary
 
-  def finish(self, run: Run, summary: Dict) -> Dict:
-    """Slim (PPCD), evaluate, export TFLite fp32, time it; write the result JSON."""
+  def _curve(self, run: Run, seed: int) -> List[List[float]]:
+    """[[student step, FID], ...] of the evaluations during training."""
+    from ppcd_tf import early_stop
+    if run.kind == "teacher":
+      return []
+    first, _ = self.steps_of(run)
+    history = early_stop.read_eval_history(self.workdir(run.name, seed))
+    return [[h["step"] - first, h["fid"]] for h in history if h["step"] > first]
+
+  def finish(self, run: Run, seed: int, summary: Dict) -> Dict:
+    """Slim (PPCD kinds), evaluate, export TFLite fp32, time it; write the result JSON."""
     from ppcd_tf import baselines, checkpoints, evaluate, flops, pipeline
-    wd = self.workdir(run.name)
-    model = "ema"
-    extra = {}
+    wd = self.workdir(run.name, seed)
+    model, extra = "ema", {}
     if run.kind == "ppcd":
       report = pipeline.slim_workdir(wd)
       extra["slim_report"] = {k: report[k] for k in (
@@ -272,55 +347,68 @@ class Experiment:
       model = "slim"
     elif run.kind == "magnitude":
       model = "slim"
-    elif run.kind == "teacher" and summary.get("teacher_package"):
+    if summary.get("teacher_package"):
       extra["teacher_package"] = summary["teacher_package"]
     loaded = evaluate.load_for_eval(wd, model)
     generator = loaded[0]
-    out = self._outputs(run.name)
+    out = self._outputs(run.name, seed)
     ev = evaluate.evaluate_workdir(wd, model, self.extractor, self.num_samples,
                                    stats_dir=os.path.join(self.root, "reference_stats"),
                                    out_dir=os.path.join(out, "eval", model), loaded=loaded)
     exp = pipeline.export_and_time(generator, os.path.join(out, "export", "g_fp32.tflite"),
                                    self.latency_repeats)
-    params = flops.count_generator(generator).total_params
+    cost = flops.count_generator(generator)
+    params = cost.total_params
     if run.kind == "magnitude":
       params = baselines.nonzero_params(generator)  # unstructured: non-zero weights
+    first, last = (0, summary.get("step")) if run.kind == "teacher" else self.steps_of(run)
     result = dict(
-        name=run.name, label=run.label, kind=run.kind, target=run.target,
-        params=params, macs=flops.count_generator(generator).total_macs,
+        name=run.name, label=run.label, kind=run.kind, view=run.view, target=run.target,
+        importance=run.importance if run.kind == "ppcd" else None, one_shot=run.one_shot,
+        params=params, macs=cost.total_macs,
         fid=ev["fid"], kid_mean=ev["kid_mean"], kid_std=ev["kid_std"],
         intra_fid=ev.get("intra_fid"), is_mean=ev["is_mean"],
         class_accuracy=ev.get("class_accuracy"), num_samples=ev["num_samples"],
-        seed=ev["seed"], train_seed=self.seed, tflite_fp32_kib=exp["file_size_bytes"] / 1024,
+        eval_seed=ev["seed"], train_seed=seed if run.kind != "teacher" else None,
+        tflite_fp32_kib=exp["file_size_bytes"] / 1024,
         tflite_latency_ms=exp["latency_ms_batch1"],
-        train_steps=summary.get("step"), train_wall_seconds=summary.get("wall_seconds"),
+        student_steps=last - first if run.kind != "teacher" else None,
+        train_steps=summary.get("step"), wall=summary.get("wall"),
+        curve=self._curve(run, seed), curve_samples=self.curve_samples,
         live_fraction=summary.get("live_fraction"),
         prune_min_channel_fraction=(self.min_channel_fraction(run) if run.kind == "ppcd"
                                     else None),
         config=self.config_path, **extra)
-    checkpoints.write_json_atomic(self._result_path(run.name), result)
-    grid_dst = os.path.join(self.results_dir, "grids", f"{run.name}.png")
+    path = self.result_path(run.name, seed)
+    checkpoints.write_json_atomic(path, result)
+    grid_dst = os.path.join(os.path.dirname(path), "grids", f"{run.name}.png")
     os.makedirs(os.path.dirname(grid_dst), exist_ok=True)
     shutil.copyfile(ev["grid"], grid_dst)
     return result
 
   def run(self, names: Optional[List[str]] = None) -> List[Dict]:
+    """Runs what is missing of `names` (default: all) at every seed; returns the
+    results of those runs."""
     wanted = self._closure(names or list(RUNS))
     self.classifier()
+    done = []
     for name in [n for n in RUNS if n in wanted]:
       run = RUNS[name]
-      if os.path.exists(self._result_path(name)):
-        print(f"[{name}] done earlier: {self._result_path(name)}", flush=True)
-        continue
-      print(f"\n=== [{name}] {run.label} ===", flush=True)
-      summary = self.train(run)
-      result = self.finish(run, summary)
-      print(f"[{name}] FID {result['fid']:.2f}, params {result['params']:,}", flush=True)
-      self.write_summary()
-    return self.write_summary()
+      for seed in ((0,) if name == "teacher" else self.seeds):
+        path = self.result_path(name, seed)
+        if os.path.exists(path):
+          print(f"[{name} seed {seed}] done earlier: {path}", flush=True)
+          done.append(json.load(open(path)))
+          continue
+        print(f"\n=== [{name}] {run.label}, training seed {seed} ===", flush=True)
+        result = self.finish(run, seed, self.train(run, seed))
+        print(f"[{name} seed {seed}] FID {result['fid']:.2f}, params {result['params']:,}",
+              flush=True)
+        done.append(result)
+    return done
 
   def _closure(self, names: List[str]) -> set:
-    out, stack = set(), list(names)
+    out, stack = set(), ["teacher"] + list(names)
     while stack:
       n = stack.pop()
       if n not in RUNS:
@@ -331,206 +419,30 @@ class Experiment:
         stack.extend(RUNS[n].needs)
     return out
 
-  # -------------------------------------------------------------- outputs
-  def write_summary(self) -> List[Dict]:
-    from ppcd_tf import checkpoints, files
-    results = []
-    for name in RUNS:
-      path = self._result_path(name)
-      if os.path.exists(path):
-        results.append(json.load(open(path)))
-    checkpoints.write_json_atomic(os.path.join(self.results_dir, "results.json"), results)
-    lines = ["| run | params | MACs/image | FID | KID | intra-FID | class acc | "
-             "TFLite ms (b=1) |", "|" + "---|" * 8]
-    for r in results:
-      lines.append(
-          f"| {r['label']} | {r['params']:,} | {r['macs']:,} | {r['fid']:.2f} | "
-          f"{r['kid_mean']:.3f} ± {r['kid_std']:.3f} | "
-          f"{r['intra_fid']:.2f} | {r['class_accuracy']:.3f} | "
-          f"{r['tflite_latency_ms']:.2f} |")
-    files.write_text_atomic(os.path.join(self.results_dir, "RESULTS_table.md"),
-                                  "\n".join(lines) + "\n")
-    self._plot(results)
-    self._side_by_side(results)
-    return results
-
-  def _side_by_side(self, results: List[Dict]) -> None:
-    """grids_side_by_side.png: the teacher, PPCD at the main target and the baselines."""
-    from ppcd_tf import images
-    order = ["teacher", MAIN_RUN, *BASELINES]
-    by = {r["name"]: r for r in results}
-    grid = lambda n: os.path.join(self.results_dir, "grids", f"{n}.png")
-    panels = [(grid(n), f"{by[n]['label']}\nFID {by[n]['fid']:.1f}, {by[n]['params']:,} params")
-              for n in order if n in by and os.path.exists(grid(n))]
-    if panels:
-      images.save_side_by_side(panels, os.path.join(self.results_dir, "grids_side_by_side.png"))
-
-  def write_results_md(self, path: str, command: str) -> str:
-    """docs/RESULTS.md from the result files: every number comes from a run's JSON."""
-    from ppcd_tf import files
-    results = self.write_summary()
-    by = {r["name"]: r for r in results}
-    rel = os.path.relpath(self.results_dir, os.path.dirname(os.path.abspath(path)))
-    lines = [
-        "# PPCD-GAN against its baselines (mnist5k, 32x32, 2 CPU cores)", "",
-        "Generated by `tools/experiment.py` from the result files in "
-        f"`{rel}/` (one JSON per run); rerun the command to reproduce or extend:", "",
-        f"```\n{command}\n```", "",
-        f"Base flagfile `{self.config_path}`; students train {self.student_steps} steps "
-        "from the teacher (pruning schedule scaled to them; every mask keeps at least "
-        "(1 - target) of its channels), the two baselines that train PPCD's slim "
-        "architecture from scratch (with and without distillation) train teacher + "
-        "student steps. Metrics: "
-        f"{next(iter(by.values()))['num_samples'] if by else '?'} samples (latent seed 0), training seed 0, "
-        "features of the mnist5k classifier (`ppcd_tf.train_classifier`), so FID/KID "
-        "are not comparable with Inception-based numbers. TFLite latency: fp32, batch 1, "
-        "LiteRT, median on the same shared 2-core machine (noisy; see "
-        "`docs/bench/bench_infer.md` for a side-by-side benchmark). How the settings "
-        f"were reached (and the earlier attempts' numbers): `{rel}/HISTORY.md`.", "",
-        open(os.path.join(self.results_dir, "RESULTS_table.md")).read(), "",
-        "Params of the magnitude baseline count non-zero weights (unstructured sparsity: "
-        "its MACs and latency stay the teacher's).", "",
-    ]
-    pending = [r.label for n, r in RUNS.items() if n not in by]
-    if pending:
-      lines += ["**Not yet run:** " + "; ".join(pending) + ".", ""]
-    lines += ["## The goal", ""]
-    teacher, main = by.get("teacher"), by.get(MAIN_RUN)
-    baselines_done = [by[n] for n in BASELINES if n in by]
-    if teacher and main:
-      within = main["fid"] <= 1.10 * teacher["fid"]
-      beats = [b for b in baselines_done if main["fid"] < b["fid"]]
-      lines.append(
-          f"At {1 - main['params'] / teacher['params']:.1%} fewer generator parameters, "
-          f"PPCD's FID is {main['fid']:.2f} vs the teacher's {teacher['fid']:.2f} "
-          f"({'within' if within else 'not within'} 10%), and it beats "
-          f"{len(beats)} of the {len(baselines_done)} baselines run so far "
-          f"(beats: {', '.join(b['label'] for b in beats) or 'none'}; loses to: "
-          f"{', '.join(b['label'] for b in baselines_done if b not in beats) or 'none'}).")
-      met = within and len(beats) == len(baselines_done) == len(BASELINES)
-      if met:
-        verdict = "**met**."
-      elif within and len(beats) == len(baselines_done):
-        verdict = "**not decided yet**: baselines are still to run."
-      else:
-        verdict = "**not met**."
-      lines += ["", "Goal (FID within 10% of the teacher and better than every baseline): "
-                + verdict]
-      lines += ["", f"{main['label']} against every other run at the same budget "
-                "(baselines first, then PPCD with one distillation term removed):", "",
-                "| run | params | FID | PPCD FID minus this | PPCD is |", "|---|---|---|---|---|"]
-      others = [by[n] for n in RUNS if n in by and n not in ("teacher", MAIN_RUN)
-                and RUNS[n].target == MAIN_TARGET]
-      for r in others:
-        delta = main["fid"] - r["fid"]
-        lines.append(f"| {r['label']} | {r['params']:,} | {r['fid']:.2f} | {delta:+.2f} | "
-                     f"{'better' if delta < 0 else 'worse'} |")
-    else:
-      lines.append("Pending: the teacher and PPCD at 81% have not both finished.")
-    lines += ["", "## FID against parameters kept", "",
-              f"![FID vs parameters]({rel}/fid_vs_params.png)", "",
-              "## Samples (one row per class, one latent per column)", "",
-              f"Side by side at the main budget: ![side by side]({rel}/grids_side_by_side.png)",
-              ""]
-    for r in results:
-      lines.append(f"**{r['label']}**  \n![{r['name']}]({rel}/grids/{r['name']}.png)")
-      lines.append("")
-    lines += ["## Wall times", "", "| run | steps | training wall s |", "|---|---|---|"]
-    for r in results:
-      lines.append(f"| {r['label']} | {r.get('train_steps')} | {r.get('train_wall_seconds')} |")
-    lines += self._seed_table(by)
-    files.write_text_atomic(path, "\n".join(lines) + "\n")
-    return path
-
-  def _seed_results(self) -> Dict[int, Dict[str, Dict]]:
-    """{seed: {run name: result}} of the repeats under RESULTS/seed<N>/."""
-    out = {}
-    folder = self.main_results_dir
-    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-      if entry.startswith("seed") and entry[4:].isdigit():
-        runs = {n: json.load(open(os.path.join(folder, entry, f"{n}.json")))
-                for n in RUNS if os.path.exists(os.path.join(folder, entry, f"{n}.json"))}
-        if runs:
-          out[int(entry[4:])] = runs
-    return out
-
-  def _seed_table(self, by: Dict[str, Dict]) -> List[str]:
-    """RESULTS.md section: FID of every repeated run at each training seed."""
-    import numpy as np
-    repeats = self._seed_results()
-    names = [n for n in RUNS if n in by and any(n in runs for runs in repeats.values())]
-    if not names:
-      return []
-    seeds = sorted(repeats)
-    lines = ["", "## Training seed", "",
-             "The runs above use training seed 0. Runs repeated with other seeds "
-             "(`--seed=N`; same teacher, classifier and evaluation samples), FID:", "",
-             "| run | " + " | ".join(f"seed {s}" for s in [0] + seeds) + " | mean ± sd |",
-             "|---|" + "---|" * (len(seeds) + 2)]
-    for n in names:
-      fids = [by[n]["fid"]] + [repeats[s][n]["fid"] if n in repeats[s] else None
-                               for s in seeds]
-      have = [f for f in fids if f is not None]
-      cells = " | ".join("" if f is None else f"{f:.2f}" for f in fids)
-      lines.append(f"| {by[n]['label']} | {cells} | "
-                   f"{np.mean(have):.2f} ± {np.std(have, ddof=1):.2f} |")
-    lines += ["", "Repeats: the command above plus `--seed=N --only=<runs>`; their result "
-              f"files are in `{os.path.basename(self.main_results_dir)}/seed<N>/`."]
-    return lines
-
-  def _plot(self, results: List[Dict]) -> None:
-    from ppcd_tf import checkpoints
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    teacher = next((r for r in results if r["kind"] == "teacher"), None)
-    if teacher is None:
-      return
-    fig, ax = plt.subplots(figsize=(9, 4))
-    ppcd = sorted((r for r in results if r["name"].startswith("ppcd_t")),
-                  key=lambda r: r["params"])
-    if ppcd:
-      ax.plot([r["params"] / teacher["params"] for r in ppcd], [r["fid"] for r in ppcd],
-              "o-", label="PPCD" + (" (seed 0)" if self.seed == 0 else ""))
-    repeats = [r for runs in self._seed_results().values() for r in runs.values()
-               if r["name"].startswith("ppcd_t")] if self.seed == 0 else []
-    if repeats:
-      ax.plot([r["params"] / teacher["params"] for r in repeats],
-              [r["fid"] for r in repeats], "o", mfc="none", color="C0",
-              label="PPCD, other training seeds")
-    for r in results:
-      if r["name"] in BASELINES:
-        ax.plot(r["params"] / teacher["params"], r["fid"], "s", label=r["label"])
-    ax.axhline(teacher["fid"], color="gray", ls="--", label="teacher")
-    ax.set_xlabel("generator parameters kept (fraction of teacher)")
-    ax.set_ylabel(f"FID ({teacher['num_samples']} samples, classifier features)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the points
-    fig.tight_layout()
-    checkpoints.write_atomically(os.path.join(self.results_dir, "fid_vs_params.png"),
-                      lambda tmp: fig.savefig(tmp, dpi=120))
-    plt.close(fig)
-
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from ppcd_tf import cli_errors
+  from ppcd_tf.config import ConfigError
+  from tools import experiment_report
   f = flags.FLAGS
   with cli_errors.friendly_errors():
-    args = (f.workdir, f.config, f.results, f.num_samples, f.latency_repeats,
-            f.classifier_epochs, f.student_steps)
-    exp = Experiment(*args, seed=f.seed, teacher_dir=f.teacher_dir)
+    try:
+      seeds = [int(s) for s in f.seeds]
+    except ValueError as e:
+      raise ConfigError(f"--seeds={','.join(f.seeds)} must be integers") from e
+    exp = Experiment(f.workdir, f.config, f.results, f.num_samples, f.latency_repeats,
+                     f.classifier_epochs, f.student_steps, seeds=seeds,
+                     teacher_dir=f.teacher_dir, curve_evals=f.curve_evals,
+                     curve_samples=f.curve_samples)
     if not f.report_only:
       exp.run(f.only or None)
     command = (f"python -m tools.experiment --workdir={f.workdir} --config={f.config} "
-               f"--teacher_dir={f.teacher_dir} --student_steps={f.student_steps} "
-               f"--num_samples={f.num_samples}")
-    # RESULTS.md is always the main (seed 0) report, with the other seeds' table.
-    main_exp = exp if f.seed == 0 else Experiment(*args, teacher_dir=f.teacher_dir)
-    main_exp.write_results_md(f.results_md, command)
-    results = json.load(open(os.path.join(exp.results_dir, "results.json")))
-  print(open(os.path.join(exp.results_dir, "RESULTS_table.md")).read())
-  print(f"{len(results)} runs; results in {exp.results_dir}")
+               f"--teacher_dir={f.teacher_dir} --student_steps={exp.student_steps} "
+               f"--num_samples={f.num_samples} --seeds=<N,...> --only=<runs>")
+    path = experiment_report.Report(exp).write(f.results_md, command)
+  print(f"report: {path}")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,7 @@ repackages a finished workdir; `--max_minutes` stops (saving) after that long, s
 2-hour teacher can be trained in chunks that fit a session.
 """
 
-import json
 import os
-import time
 
 from absl import app, flags, logging
 
@@ -41,38 +39,21 @@ def _define_flags():
   flags.DEFINE_bool("package", True, "Write --out once training has finished or stopped.")
 
 
-def _load() -> list:
-  return [round(x, 2) for x in os.getloadavg()]
-
-
-def _append_log(workdir: str, entry: dict) -> list:
-  from ppcd_tf import files
-  path = os.path.join(workdir, "train_teacher_log.json")
-  log = json.load(open(path)) if os.path.exists(path) else []
-  log.append(entry)
-  files.write_json_atomic(path, log)
-  return log
+LOG_FILE = "train_teacher_log.json"  # ppcd_tf.wall_log, one entry per invocation
 
 
 def train_until_plateau(config: str, workdir: str, classifier_dir: str,
                         classifier_epochs: int = 10, max_minutes: float = 0.0,
                         extra_flags=(), progress: bool = True) -> dict:
   """Steps 1 and 2 of the module docstring; returns the training summary."""
-  from ppcd_tf import flags as ppcd_flags, pipeline, train_lib
+  from ppcd_tf import flags as ppcd_flags, pipeline, train_lib, wall_log
   cfg = ppcd_flags.parse_flagfile(config, [
       f"--workdir={workdir}", "--mode=teacher",
       f"--eval_extractor=classifier:{classifier_dir}", *extra_flags])
   pipeline.ensure_classifier(cfg.data, cfg.model, classifier_dir, classifier_epochs)
   trainer = train_lib.Trainer(cfg)
-  step0 = int(trainer.step.numpy())
-  start, load0 = time.time(), _load()
-  summary = trainer.fit(progress=progress,
-                        time_limit_s=max_minutes * 60 if max_minutes else None)
-  _append_log(workdir, dict(started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
-                            wall_seconds=round(time.time() - start, 1), from_step=step0,
-                            to_step=summary["step"], load_average_before=load0,
-                            load_average_after=_load(), cpus=os.cpu_count()))
-  return summary
+  return wall_log.timed_fit(trainer, os.path.join(workdir, LOG_FILE), progress=progress,
+                            time_limit_s=max_minutes * 60 if max_minutes else None)
 
 
 def main(argv):
@@ -92,16 +73,16 @@ def main(argv):
         print(f"stopped at step {summary['step']} (--max_minutes); rerun to resume.")
         return
     if f.package or f.package_only:
-      log_path = os.path.join(f.workdir, "train_teacher_log.json")
-      log = json.load(open(log_path)) if os.path.exists(log_path) else []
+      from ppcd_tf import wall_log
+      log = wall_log.read(os.path.join(f.workdir, LOG_FILE))
+      total = wall_log.totals(log)
       info = teacher_asset.package_teacher(
           f.workdir, f.out, command, f.config,
           extra_info=dict(
-              train_wall_seconds=round(sum(e["wall_seconds"] for e in log), 1),
+              train_wall_seconds=total["wall_seconds"],
               # Time the process was stopped (SIGSTOP) while others used the machine,
               # where the log records it by hand.
-              paused_seconds=round(sum(e.get("paused_seconds", 0) for e in log), 1),
-              invocations=log))
+              paused_seconds=total["paused_seconds"], invocations=log))
       print(f"teacher: best FID {info['best_fid']:.3f} at step {info['best_step']} of "
             f"{info['steps_trained']} ({'plateau' if info['stopped_early'] else 'step cap'}"
             f"); packaged in {f.out}")

@@ -172,6 +172,16 @@ def run_search(base, extractor: str, workdir: str, max_trials: int, num_samples:
   return best
 
 
+def check_tuning_seed(seed: int) -> None:
+  """Tuning never trains at a seed the experiment reports (tools/experiment.py)."""
+  from ppcd_tf.config import ConfigError
+  from tools.experiment import REPORT_SEEDS
+  if seed in REPORT_SEEDS:
+    raise ConfigError(f"--seed={seed} is one of the training seeds docs/RESULTS.md "
+                      f"reports ({', '.join(map(str, REPORT_SEEDS))}); tune on others, "
+                      "e.g. --seed=100, so the reported runs were never tuned on.")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -182,6 +192,7 @@ def main(argv):
       raise ConfigError("--extractor is required (classifier:<dir> from "
                         "python -m ppcd_tf.train_classifier, or inception:<path>).")
     base = ppcd_flags.config_from_flags(FLAGS).replace(run=dict(mode="ppcd"))
+    check_tuning_seed(base.run.seed)
     best = run_search(base, FLAGS.extractor, FLAGS.workdir, FLAGS.max_trials,
                       FLAGS.num_samples, FLAGS.oracle, FLAGS.seed)
   print(f"best trial {best['trial_id']}: FID {best['fid']:.3f} with {best['values']}")
