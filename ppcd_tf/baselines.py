@@ -184,6 +184,7 @@ class MagnitudePruningTrainer(Trainer):
         dst.assign(src)
     for dst, src in zip(self.D.variables, self.teacher_D.variables):
       dst.assign(src)
+    self._init_optimizers_from_teacher()
 
   def sample_grid(self, per_class: int = 8) -> np.ndarray:
     """As `Trainer.sample_grid`, but calls the wrapped EMA generator in replica

@@ -23,7 +23,7 @@ __all__ = [
 MODES = ("teacher", "ppcd")
 STRATEGIES = ("mirrored", "multi_worker", "one_device", "tpu")
 SCHEDULES = ("polynomial", "constant")
-IMPORTANCES = ("learned", "l1", "uniform_l1")  # ppcd_tf.importance
+IMPORTANCES = ("learned", "taylor", "cost", "l1", "uniform_l1")  # ppcd_tf.importance
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # ppcd_tf.precision
 
 
@@ -210,7 +210,7 @@ class PruningConfig:
   mask_lr_scale: float = 10.0       # mask score learning rate = g_lr * scale
   cost_exponent: float = 1.0        # rank by sigmoid(score) / relative_cost ** exponent
   min_channel_fraction: float = 0.05  # every mask keeps at least this share (and >= 1)
-  importance: str = "learned"       # learned | l1 | uniform_l1 (ppcd_tf.importance)
+  importance: str = "learned"       # one of IMPORTANCES (ppcd_tf.importance)
 
   def validate(self) -> None:
     _check(0.0 < self.target_fraction < 1.0,
@@ -243,6 +243,7 @@ class DistillConfig:
   """Class-aware distillation (`ppcd_tf.distill`), METHOD.md "Class-aware distillation"."""
   teacher_dir: Optional[str] = None
   init_from_teacher: bool = True
+  init_optimizer_from_teacher: bool = True  # with init_from_teacher: Adam states too
   lambda_att: float = 1.0
   lambda_cam: float = 1.0
   lambda_pix: float = 1.0

@@ -129,10 +129,13 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                      "Share of each mask's channels that is never pruned (at least 1), "
                      "so no block is cut down to a single channel.", **m)
   flags.DEFINE_enum("prune_importance", pd.importance, list(config_lib.IMPORTANCES),
-                    "What ranks channels for pruning: 'learned' (PPCD: the trained mask "
-                    "scores), 'l1' (baseline: L1 filter norm of the current weights, "
-                    "Li et al. 2017) or 'uniform_l1' (baseline: every layer kept at the "
-                    "same fraction of its width, by L1 filter norm within the layer).", **m)
+                    "What ranks channels for pruning (ppcd_tf.importance): 'learned' (the "
+                    "trained mask scores, sigmoid(score)), 'taylor' (first-order Taylor "
+                    "importance of each mask gate, averaged since the last event, Molchanov "
+                    "et al. 2019), 'cost' (cost alone: the ablation of any importance), "
+                    "'l1' (baseline: L1 filter norm of the current weights, Li et al. 2017) "
+                    "or 'uniform_l1' (baseline: every layer kept at the same fraction of "
+                    "its width, by L1 filter norm within the layer).", **m)
 
   # --- distillation ---
   m = dict(kw, module_name=_g("distillation"))
@@ -140,6 +143,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                       "Teacher workdir (from --mode=teacher or tools/import_biggan).", **m)
   flags.DEFINE_bool("init_from_teacher", xd.init_from_teacher,
                     "Start the student from the teacher's weights (else from scratch).", **m)
+  flags.DEFINE_bool("init_optimizer_from_teacher", xd.init_optimizer_from_teacher,
+                    "With --init_from_teacher: start G's and D's Adam from the teacher's "
+                    "saved state (moments and step count), so the first updates are not "
+                    "~lr * sign(gradient); --noinit_optimizer_from_teacher starts fresh.",
+                    **m)
   flags.DEFINE_float("lambda_att", xd.lambda_att,
                      "Class-aware attention-map distillation weight (0 = off).", **m)
   flags.DEFINE_float("lambda_cam", xd.lambda_cam,
@@ -296,6 +304,7 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           importance=f.prune_importance),
       distill=config_lib.DistillConfig(
           teacher_dir=f.teacher_dir, init_from_teacher=f.init_from_teacher,
+          init_optimizer_from_teacher=f.init_optimizer_from_teacher,
           lambda_att=f.lambda_att, lambda_cam=f.lambda_cam, lambda_pix=f.lambda_pix,
           use_masks=f.use_masks),
       optim=config_lib.OptimConfig(

@@ -3,7 +3,17 @@
 `PruningController` (ppcd_tf.pruning) removes the channels with the lowest ranking
 key first. Where the importance comes from is `--prune_importance`:
 
-* `learned` (PPCD, METHOD.md): the mask's trained score, `sigmoid(score)`.
+* `learned`: the mask's trained score, `sigmoid(score)` (scores trained through the
+  straight-through mask with a cost-weighted L1 term).
+* `taylor`: first-order Taylor importance of each channel's gate (Molchanov et al.
+  2019, "Importance Estimation for Neural Network Pruning", CVPR): the squared
+  gradient of G's training loss (adversarial + distillation) with respect to the
+  mask value, averaged over the steps since the last pruning event. It estimates how
+  much the loss would change without the channel, on one scale for every layer, so
+  a channel the loss needs outranks a cheaper one it does not. Accumulated by the
+  trainer (`Trainer.taylor_importance`); the mask scores do not train.
+* `cost`: every channel equally important, so the ranking is by cost alone (the
+  ablation that shows what an importance adds).
 * `l1`: the L1 norm of the filter that writes the channel (Li et al. 2017, "Pruning
   Filters for Efficient ConvNets", ICLR), divided by its mask's mean so that masks
   of different fan-in rank on one scale. Computed from the current weights at every

@@ -7,8 +7,9 @@ Two pieces:
   * `PruningController`: at each pruning event, removes channels globally, lowest
     `importance / relative cost` first, until the live generator fits the
     scheduled budget. Removal is permanent (the mask's `alive` entry goes to 0).
-    The importance is the learned `sigmoid(score)` (PPCD), or for the baselines an
-    L1 filter norm, globally or at uniform widths (`ppcd_tf.importance`).
+    The importance is learned (trained scores, or the Taylor importance of the mask
+    gates), or cost alone, or for the baselines an L1 filter norm, globally or at
+    uniform widths (`ppcd_tf.importance`).
 
 Cost is live generator parameters by default, or MACs (`metric="macs"`). The
 per-channel costs come from `ppcd_tf.flops.mask_channel_costs`, which knows what
@@ -26,6 +27,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule
 
 from ppcd_tf import config as config_lib
@@ -119,6 +121,9 @@ class PruningEvent:
   cost_after: int
   channels_pruned: int
   rounds: int
+  # The floors (min_channels, min_channel_fraction) left nothing more to prune
+  # while the cost was still above the budget.
+  blocked: bool = False
 
 
 class PruningController:
@@ -134,8 +139,8 @@ class PruningController:
     min_channel_fraction: share of each mask's full width it always keeps.
     cost_exponent: the ranking key is `importance / (cost / mean cost) ** e`;
       1 ranks by importance per unit of cost (METHOD.md), 0 by importance alone.
-    importance: 'learned' (sigmoid of the mask scores), 'l1' (normalised L1 filter
-      norms) or 'uniform_l1' (every mask at the same fraction of its width, by L1
+    importance: 'learned' (sigmoid of the mask scores), 'taylor' (from
+      `importance_source`), 'cost' (all equal), 'l1' (normalised L1 filter norms) or 'uniform_l1' (every mask at the same fraction of its width, by L1
       within the mask; no global ranking, the floors other than `min_channels` do
       not apply); see `ppcd_tf.importance`.
   """
@@ -167,6 +172,9 @@ class PruningController:
     self.min_channel_fraction = float(min_channel_fraction)
     self.cost_exponent = float(cost_exponent)
     self.importance = importance
+    # 'taylor': a callable returning {mask name: [C] importance}, set by the trainer
+    # that accumulates it (Trainer.taylor_importance).
+    self.importance_source = None
 
   @classmethod
   def from_config(cls, generator, cfg: config_lib.PruningConfig, full_cost: int
@@ -204,6 +212,13 @@ class PruningController:
     if self.importance == "l1":
       from ppcd_tf import importance
       return importance.normalised(importance.l1_filter_norms(self.generator))
+    if self.importance == "taylor":
+      if self.importance_source is None:
+        raise RuntimeError("importance='taylor' needs importance_source (the trainer's "
+                           "accumulated gate gradients)")
+      return self.importance_source()
+    if self.importance == "cost":
+      return {name: np.ones(mask.num_channels) for name, mask in self.generator.masks}
     return {name: tf.sigmoid(tf.convert_to_tensor(mask.score)).numpy()
             for name, mask in self.generator.masks}
 
@@ -251,8 +266,17 @@ class PruningController:
         masks[name].prune(np.asarray(idx, np.int64))
         pruned += len(idx)
       cost = self.live_cost()
+    blocked = cost > budget
+    if blocked:
+      logging.warning(
+          "Pruning at step %d stopped at %s %s, above the budget %s: every mask is at "
+          "its floor (min_channels=%d, min_channel_fraction=%g). To reach the budget, "
+          "lower --prune_min_channel_fraction or raise the budget.",
+          step, f"{cost:,}", self.metric, f"{budget:,.0f}", self.min_channels,
+          self.min_channel_fraction)
     return PruningEvent(step=step, budget=float(budget), cost_before=before,
-                        cost_after=cost, channels_pruned=pruned, rounds=rounds)
+                        cost_after=cost, channels_pruned=pruned, rounds=rounds,
+                        blocked=blocked)
 
   def _prune_uniform(self, budget: float, step: int, before: int) -> PruningEvent:
     from ppcd_tf import importance

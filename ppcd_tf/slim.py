@@ -30,10 +30,11 @@ y int32 [B]) -> {"images": float32 [B, R, R, C] in [-1, 1]}.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -46,7 +47,8 @@ from ppcd_tf.layers.spectral_norm import SpectralNormLayer
 
 __all__ = ["slim_generator", "verify_slim", "save_slim_generator",
            "load_slim_generator", "export_saved_model", "slim_and_report",
-           "live_index_sets", "restore_trained_generator", "REPORT_FILE"]
+           "live_index_sets", "restore_trained_generator", "REPORT_FILE",
+           "ChannelSlice", "channel_map", "index_sets_with_stem_units"]
 
 _CONFIG_FILE = "config.json"
 _WEIGHTS_PREFIX = os.path.join("weights", "ckpt")
@@ -96,6 +98,56 @@ def _copy_bn(src, dst, idx) -> None:
     d.assign(_take(s.numpy(), idx, 0))
 
 
+@dataclasses.dataclass(frozen=True)
+class ChannelSlice:
+  """One layer of a generator and the mask channel sets its weights are indexed by.
+
+  `layer(g)` finds the layer in generator `g` (the same path in a masked generator and
+  its slim copy). For kind "sn" (a spectral-norm conv/dense), the kernel's `in_axis`
+  follows mask `in_key` and its `out_axis` mask `out_key` (None: not sliced; the
+  stem's output axis uses "stem_units", the 4x4 output units of the stem channels).
+  For "cbn" / "bn" every per-channel weight follows mask `out_key`.
+  """
+  layer: Callable[[Generator], Any]
+  kind: str
+  in_key: Optional[str]
+  out_key: Optional[str]
+  in_axis: int = 2
+  out_axis: int = 3
+
+
+def channel_map(generator: Generator) -> List[ChannelSlice]:
+  """Every layer whose weights follow a mask's channels, in forward order."""
+  out = [ChannelSlice(lambda g: g.stem, "sn", None, "stem_units", 0, 1)]
+  prev = "stem"
+  for i, block in enumerate(generator.blocks):
+    mid, res = f"block{i}/mid", f"block{i}/out"
+    blk = lambda g, i=i: g.blocks[i]  # noqa: E731
+    out += [ChannelSlice(lambda g, b=blk: b(g).bn1, "cbn", None, prev),
+            ChannelSlice(lambda g, b=blk: b(g).conv1, "sn", prev, mid),
+            ChannelSlice(lambda g, b=blk: b(g).bn2, "cbn", None, mid),
+            ChannelSlice(lambda g, b=blk: b(g).conv2, "sn", mid, res),
+            ChannelSlice(lambda g, b=blk: b(g).conv_sc, "sn", prev, res)]
+    if block.attention is not None:
+      att = lambda g, b=blk: b(g).attention  # noqa: E731
+      out += [ChannelSlice(lambda g, a=att, c=c: getattr(a(g), c), "sn", res, None)
+              for c in ("theta", "phi", "g")]
+      out.append(ChannelSlice(lambda g, a=att: a(g).o, "sn", None, res))
+    prev = res
+  out += [ChannelSlice(lambda g: g.final_bn, "bn", None, prev),
+          ChannelSlice(lambda g: g.final_conv, "sn", prev, None)]
+  return out
+
+
+def index_sets_with_stem_units(generator: Generator,
+                               sets: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """`sets` ({mask name: channel indices}) plus "stem_units": the stem linear's output
+  units of the stem channels in `sets["stem"]`."""
+  units = (np.arange(BOTTOM_WIDTH * BOTTOM_WIDTH)[:, None] * generator.channels.stem
+           + sets["stem"][None, :]).reshape(-1)
+  return dict(sets, stem_units=units)
+
+
 def slim_generator(masked_generator: Generator, name: Optional[str] = None) -> Generator:
   """Builds the dense generator of the live channels of `masked_generator`.
 
@@ -109,34 +161,23 @@ def slim_generator(masked_generator: Generator, name: Optional[str] = None) -> G
     the masked generator's.
   """
   src = masked_generator
-  live = live_index_sets(src)
+  live = index_sets_with_stem_units(src, live_index_sets(src))
   # Every weight is overwritten below; "N02" skips the QR decompositions of "ortho".
   dst = build_generator(src.model_cfg, masked=False, channels=src.live_channels(),
                         name=name or f"{src.name}_slim", sn_mode="frozen", init="N02")
-
   dst.shared.embeddings.assign(src.shared.embeddings)
-  stem_idx = live["stem"]
-  stem_units = (np.arange(BOTTOM_WIDTH * BOTTOM_WIDTH)[:, None] * src.channels.stem
-                + stem_idx[None, :]).reshape(-1)
-  _copy_spectral_norm(src.stem, dst.stem, None, stem_units, 0, 1)
-
-  in_idx = stem_idx
-  for i, (s, d) in enumerate(zip(src.blocks, dst.blocks)):
-    mid_idx, out_idx = live[f"block{i}/mid"], live[f"block{i}/out"]
-    _copy_cbn(s.bn1, d.bn1, in_idx)
-    _copy_spectral_norm(s.conv1, d.conv1, in_idx, mid_idx, 2, 3)
-    _copy_cbn(s.bn2, d.bn2, mid_idx)
-    _copy_spectral_norm(s.conv2, d.conv2, mid_idx, out_idx, 2, 3)
-    _copy_spectral_norm(s.conv_sc, d.conv_sc, in_idx, out_idx, 2, 3)
+  for entry in channel_map(src):
+    s, d = entry.layer(src), entry.layer(dst)
+    idx = live.get(entry.out_key)
+    if entry.kind == "sn":
+      _copy_spectral_norm(s, d, live.get(entry.in_key), idx, entry.in_axis, entry.out_axis)
+    elif entry.kind == "cbn":
+      _copy_cbn(s, d, idx)
+    else:
+      _copy_bn(s, d, idx)
+  for s, d in zip(src.blocks, dst.blocks):
     if s.attention is not None:
-      for conv in ("theta", "phi", "g"):
-        _copy_spectral_norm(getattr(s.attention, conv), getattr(d.attention, conv),
-                            out_idx, None, 2, 3)
-      _copy_spectral_norm(s.attention.o, d.attention.o, None, out_idx, 2, 3)
       d.attention.gamma.assign(s.attention.gamma)
-    in_idx = out_idx
-  _copy_bn(src.final_bn, dst.final_bn, in_idx)
-  _copy_spectral_norm(src.final_conv, dst.final_conv, in_idx, None, 2, 3)
   return dst
 
 

@@ -57,6 +57,7 @@ import tf_keras
 from absl import logging
 
 from ppcd_tf import checkpoints
+from ppcd_tf import dead_weights
 from ppcd_tf import config as config_lib
 from ppcd_tf import data as data_lib
 from ppcd_tf import distill
@@ -180,6 +181,7 @@ class Trainer:
     if self.masked:
       self.controller = pruning.PruningController.from_config(
           self.G, cfg.pruning, full_cost=self.full_cost)
+      self.controller.importance_source = self.taylor_importance
       self._update_mask_costs()
     self._writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "train"))
                     if self.is_chief else tf.summary.create_noop_writer())
@@ -293,6 +295,16 @@ class Trainer:
     self.mask_costs = tf.Variable(tf.zeros([max(1, len(mask_scores))]), trainable=False,
                                   name="mask_costs",
                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    # What ranks channels (ppcd_tf.importance). 'learned' trains the scores; 'taylor'
+    # keeps them fixed and accumulates the squared gradient of G's loss with respect
+    # to each mask gate since the last pruning event.
+    self.importance = cfg.pruning.importance if self.masked else None
+    self.train_scores = self.importance == "learned"
+    self.score_grads = self.importance in ("learned", "taylor")
+    once = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.taylor_sums = [tf.Variable(tf.zeros([mk.num_channels]), name=f"taylor_{i}", **once)
+                        for i, (_, mk) in enumerate(self.G.masks)]
+    self.taylor_count = tf.Variable(0.0, name="taylor_count", **once)
     self._pair_ema_variables()
     # Full (unpruned) cost, the reference for the pruning budget.
     self.cost_metric = "macs" if cfg.pruning.budget_macs else "params"
@@ -366,6 +378,8 @@ class Trainer:
                    ema_restart_step=self.ema_restart_step)
     if self.mask_scores:
       objects["mask_optimizer"] = self.mask_opt
+      objects["taylor_sums"] = self.taylor_sums
+      objects["taylor_count"] = self.taylor_count
     self.checkpoint = tf.train.Checkpoint(**objects)
 
   def _make_manager(self) -> None:
@@ -422,9 +436,30 @@ class Trainer:
         raise checkpoints.CheckpointError(
             f"student initialised from teacher {self.teacher_prefix} differs from it by "
             f"{diff:g}; the teacher checkpoint does not match this architecture.")
+      self._init_optimizers_from_teacher()
     else:
       for src, dst in self._ema_pairs + self._copy_pairs:
         dst.assign(src)
+
+  def _init_optimizers_from_teacher(self) -> None:
+    """G's and D's Adam states (moments, step count) from the teacher's checkpoint
+    (`--init_optimizer_from_teacher`); the learning rates stay this run's.
+
+    Keras optimizers save their slots by position, so this relies on the student's
+    G weights (mask scores excluded) being in the teacher G's order with its shapes;
+    a mismatch fails the restore and is reported.
+    """
+    if not self.cfg.distill.init_optimizer_from_teacher:
+      return
+    try:
+      tf.train.Checkpoint(g_optimizer=self.g_opt, d_optimizer=self.d_opt).read(
+          self.teacher_prefix).expect_partial()
+    except (ValueError, tf.errors.InvalidArgumentError) as e:
+      raise checkpoints.CheckpointError(
+          f"the optimizer state of teacher {self.teacher_prefix} does not fit this "
+          f"student ({e}); pass --noinit_optimizer_from_teacher to start it fresh.") from e
+    self.g_opt.learning_rate = self.cfg.optim.g_lr
+    self.d_opt.learning_rate = self.cfg.optim.d_lr
 
   # ------------------------------------------------------------------ the step
   def _latents(self, step, salt, replica_id):
@@ -471,8 +506,8 @@ class Trainer:
     The teacher's passes (`DistillationContext.prepare`) run before the tape opens,
     so only the student's computation is recorded (`ppcd_tf.distill`).
     """
-    train_masks = bool(self.mask_scores)
-    var_list = self.g_vars + self.mask_scores
+    train_masks = self.score_grads
+    var_list = self.g_vars + (self.mask_scores if train_masks else [])
     logs = {}
     ctx = None
     if self.terms:
@@ -489,7 +524,7 @@ class Trainer:
           value = distill.DISTILLATION_TERMS[name].fn(ctx)
           logs[f"distill_{name}"] = value
           total = total + weight * value
-      if train_masks and self.cfg.pruning.sparsity_weight > 0:
+      if self.train_scores and self.cfg.pruning.sparsity_weight > 0:
         sparse = losses.mask_sparsity_loss(
             self.mask_scores, [mk.alive for _, mk in self.G.masks],
             tf.unstack(self.mask_costs[:len(self.mask_scores)]))
@@ -510,9 +545,35 @@ class Trainer:
     grads, logs = self._compiled("g")(z, y)
     n = len(self.g_vars)
     self.g_opt.apply_gradients(zip(grads[:n], self.g_vars))
-    if self.mask_scores:
+    if self.train_scores:
       self.mask_opt.apply_gradients(zip(grads[n:], self.mask_scores))
+    if self.importance == "taylor":
+      logs = dict(logs, _score_grads=list(grads[n:]))
     return logs
+
+  def _accumulate_taylor(self, score_grads) -> None:
+    """Adds this step's squared gate gradients (dL/dm, from the score gradients
+    through the straight-through mask) while the masks are not frozen."""
+    for total, g, (_, mk) in zip(self.taylor_sums, score_grads, self.G.masks):
+      p = tf.sigmoid(tf.convert_to_tensor(mk.score))
+      slope = tf.convert_to_tensor(mk.alive) * p * (1.0 - p)  # dm/dscore (0 when dead)
+      gate = tf.math.divide_no_nan(tf.cast(g, tf.float32), slope)
+      total.assign_add(self.masks_trainable * tf.square(gate))
+    self.taylor_count.assign_add(self.masks_trainable)
+
+  def taylor_importance(self) -> Dict[str, np.ndarray]:
+    """{mask name: [C] mean squared gate gradient since the last pruning event}."""
+    count = float(self.taylor_count.numpy())
+    if count == 0:
+      logging.warning("Taylor importance has no steps to average yet (a pruning event "
+                      "at step 0?); ranking by cost alone at this event.")
+      return {name: np.ones(mk.num_channels) for name, mk in self.G.masks}
+    return {name: v.numpy() / count for (name, _), v in zip(self.G.masks, self.taylor_sums)}
+
+  def _reset_taylor(self) -> None:
+    for v in self.taylor_sums:
+      v.assign(tf.zeros_like(v))
+    self.taylor_count.assign(0.0)
 
   def _compiled(self, which: str, k: int = 0):
     """`_d_grads` / `_g_grads`, XLA-compiled when `--jit_compile` is on.
@@ -552,7 +613,13 @@ class Trainer:
         images, labels = next(iterator)  # outside any XLA cluster (IteratorGetNext)
         out = strategy.run(self._d_replica_step, args=(images, labels, step, k))
       logs.update(out)
-      out = strategy.run(self._g_replica_step, args=(step,))
+      out = dict(strategy.run(self._g_replica_step, args=(step,)))
+      score_grads = out.pop("_score_grads", None)
+      if score_grads is not None:
+        # Each replica's gradient is of its share of the mean loss: their sum is the
+        # global batch's gradient.
+        self._accumulate_taylor([strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None)
+                                 for g in score_grads])
       logs.update(out)
       self._ema_update()
       self.step.assign_add(1)
@@ -832,7 +899,11 @@ class Trainer:
     self._update_mask_costs()
     events.append(event)
     if event.channels_pruned:
+      # Dead weights and their Adam slots to 0 (spectral norm then sees the live
+      # sub-kernel only, and dead weights stay 0), then the EMA restarts from G.
+      dead_weights.zero_dead_weights(self.G, [self.g_opt])
       self.restart_ema()
+      self._reset_taylor()
     logging.info("step %d: pruned %d channels, live cost %d -> %d (budget %.0f)",
                  step, event.channels_pruned, event.cost_before, event.cost_after,
                  event.budget)

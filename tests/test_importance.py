@@ -139,10 +139,63 @@ class ControllerImportanceTest(absltest.TestCase):
 
   def test_unknown_importance(self):
     g = masked_generator()
-    with self.assertRaisesRegex(ValueError, "importance='taylor'"):
-      controller(g, 0.5, "taylor")
-    with self.assertRaisesRegex(config_lib.ConfigError, "importance='taylor'"):
-      config_lib.tiny_config(pruning=dict(importance="taylor")).validate()
+    with self.assertRaisesRegex(ValueError, "importance='fisher'"):
+      controller(g, 0.5, "fisher")
+    with self.assertRaisesRegex(config_lib.ConfigError, "importance='fisher'"):
+      config_lib.tiny_config(pruning=dict(importance="fisher")).validate()
+
+
+class TaylorImportanceTest(absltest.TestCase):
+  """The trainer's Taylor importance finds channels the loss does not use."""
+
+  USELESS = [5, 6, 7]  # block1/mid channels whose outgoing weights are zeroed
+
+  def _trainer(self, name, importance_name, **optim):
+    import os
+    from ppcd_tf import train_lib
+    from tests import tiny_runs
+    cfg = tiny_runs.ppcd_cfg(os.path.join(tiny_runs.root(), name), tiny_runs.teacher(),
+                             pruning=dict(importance=importance_name, begin_step=3,
+                                          end_step=4, frequency=1),
+                             optim=dict(num_steps=6, **optim))
+    trainer = train_lib.Trainer(cfg)
+    conv2 = trainer.G.blocks[1].conv2
+    k = conv2._raw_weight().numpy()  # pylint: disable=protected-access
+    k[:, :, self.USELESS, :] = 0.0  # these mid channels reach nothing
+    conv2._raw_weight().assign(k)  # pylint: disable=protected-access
+    return trainer
+
+  def _prune_three_of_block1_mid(self, trainer):
+    """Prunes three block1/mid channels' worth, only from that mask; the dead ones."""
+    mask = trainer.G.blocks[1].mask_mid
+    c = trainer.controller
+    c.cost_exponent = 0.0
+    c._keep_at_least = lambda m: 1 if m is mask else m.num_channels  # pylint: disable=protected-access
+    cost = flops.mask_channel_costs(trainer.G)["block1/mid"][0]
+    c.prune_to(flops.live_params(trainer.G) - 3 * cost + 1)
+    return sorted(set(range(mask.num_channels)) - set(mask.live_indices()))
+
+  def test_zero_outgoing_channels_score_zero_and_go_first(self):
+    # A tiny learning rate keeps the zeroed slices (almost) zero for the 3 steps.
+    trainer = self._trainer("taylor", "taylor", g_lr=1e-9)
+    scores_before = [mk.score.numpy().copy() for _, mk in trainer.G.masks]
+    for _ in range(3):
+      trainer.train_step()
+    self.assertEqual(float(trainer.taylor_count.numpy()), 3.0)
+    imp = trainer.taylor_importance()["block1/mid"]
+    useful = np.delete(imp, self.USELESS)
+    self.assertGreater(useful.min(), 0.0)
+    self.assertLess(imp[self.USELESS].max(), 1e-6 * np.median(useful))
+    for (_, mk), before in zip(trainer.G.masks, scores_before):  # scores do not train
+      np.testing.assert_array_equal(mk.score.numpy(), before)
+    self.assertEqual(self._prune_three_of_block1_mid(trainer), self.USELESS)
+    trainer._reset_taylor()  # pylint: disable=protected-access  (done at each event)
+    self.assertEqual(float(trainer.taylor_count.numpy()), 0.0)
+
+  def test_cost_ranking_would_keep_them(self):
+    dead = self._prune_three_of_block1_mid(self._trainer("taylor_cost", "cost"))
+    self.assertLen(dead, 3)
+    self.assertNotEqual(dead, self.USELESS)
 
 
 if __name__ == "__main__":

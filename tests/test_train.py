@@ -106,6 +106,16 @@ class PpcdTest(absltest.TestCase):
     # Masks froze after end_step=3: the mask optimiser no longer moves scores.
     self.assertEqual(float(trainer.masks_trainable.numpy()), 0.0)
     self.assertEqual(float(trainer.mask_opt.learning_rate.numpy()), 0.0)
+    initial = trainer.G.masks[0][1].initial_score
+    self.assertTrue(any((s.numpy() != initial).any() for s in trainer.mask_scores),
+                    "the scores never trained before the freeze")
+    scores = [s.numpy() for s in trainer.mask_scores]
+    weights = [v.numpy() for v in trainer.g_vars]
+    for _ in range(2):  # two more steps, frozen: G trains, the scores stay put
+      trainer.train_step()
+    for (name, _), s, before in zip(trainer.G.masks, trainer.mask_scores, scores):
+      np.testing.assert_array_equal(s.numpy(), before, err_msg=name)
+    self.assertTrue(any((v.numpy() != w).any() for v, w in zip(trainer.g_vars, weights)))
     # lambda_pix=0 is the ablation: the term is not computed at all.
     for term in ("distill_att", "distill_cam", "g_adv", "sparsity"):
       self.assertIn(term, summary["losses"])
@@ -384,10 +394,6 @@ class XlaTest(absltest.TestCase):
     self.assertEqual(set(trainer._jit_fns), {("d", 0), ("g", 0)})  # pylint: disable=protected-access
 
 
-if __name__ == "__main__":
-  absltest.main()
-
-
 class EmaRestartTest(absltest.TestCase):
 
   def test_pruning_events_restart_ema_from_generator(self):
@@ -425,3 +431,7 @@ class EmaRestartTest(absltest.TestCase):
     for (src, dst), old in zip(trainer._ema_pairs, before):  # pylint: disable=protected-access
       np.testing.assert_allclose(dst.numpy(), 0.1 * old + 0.9 * src.numpy(),
                                  rtol=1e-5, atol=1e-6)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,4 +1,5 @@
 """tools/tune.py: a keras-tuner search whose trials are tiny PPCD runs."""
+import glob
 import json
 import os
 
@@ -35,7 +36,20 @@ class TuneTest(absltest.TestCase):
     records = json.load(open(os.path.join(workdir, "trials.json")))
     self.assertLen(records, 2)
     self.assertEqual(best, records[0])
-    self.assertLessEqual(records[0]["fid"], records[1]["fid"])
+    # keras-tuner's own record of each trial (the objective it was handed and the
+    # values it chose) agrees with ours, and the best record is its lowest FID.
+    oracle = {}
+    for path in glob.glob(os.path.join(workdir, "keras_tuner", "trial_*", "trial.json")):
+      state = json.load(open(path))
+      oracle[state["trial_id"]] = state
+    self.assertCountEqual(oracle, [r["trial_id"] for r in records])
+    for r in records:
+      state = oracle[r["trial_id"]]
+      self.assertAlmostEqual(r["fid"], state["score"], places=4)
+      self.assertEqual(r["values"], {k: state["hyperparameters"]["values"][k]
+                                     for k in tune.SEARCH_SPACE})
+    lowest = min(oracle.values(), key=lambda state: state["score"])
+    self.assertEqual(best["trial_id"], lowest["trial_id"])
     self.assertNotEqual(records[0]["values"], records[1]["values"])
     for r in records:  # every trial reached the budget
       self.assertLessEqual(r["live_fraction"], 0.19)
