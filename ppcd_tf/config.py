@@ -291,6 +291,7 @@ class RunConfig:
   save_every: int = 500
   sample_every: int = 500
   eval_every: int = 0               # 0: no evaluation during training
+  grad_norm_every: int = 500        # PPCD: per-term gradient norms to TensorBoard (0: off)
   eval_extractor: str = ""          # classifier:<dir> | inception:<path>, for eval_every
   eval_num_samples: int = 1000
   early_stop_evals: int = 0         # stop after this many evaluations without a real gain (0 = off)
@@ -312,6 +313,8 @@ class RunConfig:
     for name in ("log_every", "save_every", "sample_every"):
       _check(getattr(self, name) >= 1, f"{name}={getattr(self, name)} must be >= 1.")
     _check(self.eval_every >= 0, f"eval_every={self.eval_every} must be >= 0.")
+    _check(self.grad_norm_every >= 0,
+           f"grad_norm_every={self.grad_norm_every} must be >= 0 (0 = off).")
     _check(not self.eval_every or bool(self.eval_extractor),
            f"eval_every={self.eval_every} needs --eval_extractor (e.g. classifier:<dir> "
            "from python -m ppcd_tf.train_classifier).")

@@ -189,6 +189,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                        lower_bound=1, **m)
   flags.DEFINE_integer("sample_every", rd.sample_every, "Steps between sample grids.",
                        lower_bound=1, **m)
+  flags.DEFINE_integer("grad_norm_every", rd.grad_norm_every,
+                       "PPCD: every this many steps, log each loss term's gradient norm on "
+                       "G's weights and its share of the adversarial term's to TensorBoard "
+                       "(grad_norm/*, grad_share/*; one extra forward and one backward per "
+                       "term). 0 = off.", lower_bound=0, **m)
   flags.DEFINE_integer("eval_every", rd.eval_every,
                        "Steps between FID evaluations during training (0 = never).",
                        lower_bound=0, **m)
@@ -314,7 +319,8 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
       run=config_lib.RunConfig(
           workdir=f.workdir, mode=f.mode, seed=f.seed, strategy=f.strategy,
           log_every=f.log_every, save_every=f.save_every, sample_every=f.sample_every,
-          eval_every=f.eval_every, eval_extractor=f.eval_extractor,
+          eval_every=f.eval_every, grad_norm_every=f.grad_norm_every,
+          eval_extractor=f.eval_extractor,
           eval_num_samples=f.eval_num_samples, stats_dir=f.stats_dir,
           early_stop_evals=f.early_stop_evals,
           early_stop_min_delta=f.early_stop_min_delta,

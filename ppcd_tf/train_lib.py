@@ -78,6 +78,8 @@ __all__ = ["Trainer", "train", "TrainingDivergedError", "SAMPLE_SEED",
 
 SAMPLE_SEED = 1234
 _Z_SALT, _Y_SALT = 0x5EED, 0xC1A55
+# Latent stream of the gradient-norm diagnostics, apart from every training step's.
+_GRAD_NORM_SALT = 1 << 40
 TEST_PUBLISH_DELAY_ENV = "PPCD_TF_TEST_PUBLISH_DELAY"
 
 
@@ -726,6 +728,21 @@ class Trainer:
           tf.summary.scalar(f"channels_kept/{name}", mk.num_alive())
           tf.summary.histogram(f"mask_scores/{name}", mk.score)
 
+  def _write_gradient_norms(self, step: int) -> None:
+    """grad_norm/<term> and grad_share/<term> (over the adversarial term) of one batch
+    (`ppcd_tf.grad_shares`); single-replica runs only."""
+    from ppcd_tf import grad_shares
+    if self.num_replicas > 1:
+      return
+    z, y = self._latents(tf.constant(step, tf.int64), _GRAD_NORM_SALT, 0)
+    norms = grad_shares.term_gradient_norms(self, z, y)
+    with self._writer.as_default(step=step):
+      for name, value in norms.items():
+        tf.summary.scalar(f"grad_norm/{name}", value)
+      for name, value in grad_shares.shares(norms).items():
+        if name != "adv":
+          tf.summary.scalar(f"grad_share/{name}", value)
+
   def evaluate(self, step: int) -> Dict:
     """FID & co. of the EMA generator (`--eval_every`), logged under eval/ema/*."""
     from ppcd_tf import features
@@ -814,6 +831,9 @@ class Trainer:
       sample_now = step % r.sample_every == 0 or last
       save_now = step % r.save_every == 0 or last
       eval_now = bool(r.eval_every) and (step % r.eval_every == 0 or last)
+      norms_now = bool(self.terms and r.grad_norm_every) and step % r.grad_norm_every == 0
+      if norms_now:
+        self._write_gradient_norms(step)
       if not (log_now or sample_now or save_now or eval_now):
         continue
       logs = read_logs(device_logs)

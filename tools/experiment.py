@@ -36,6 +36,7 @@ the experiment can be stopped and restarted freely, e.g. in session-sized chunks
   uniform_l1_distill    structured: uniform-width L1 slimming + distillation
   uniform_l1            structured: uniform-width L1 slimming, GAN loss only
   no_distill            PP-Res pruning without distillation
+  ppcd_cost             PPCD's pipeline with cost-only ranking (what the importance adds)
   magnitude             unstructured: tfmot magnitude pruning (teacher's widths and MACs)
   teacher_more          control: the teacher trained student-steps more (not compressed)
   distill_slim          PPCD's slim widths from scratch with distillation
@@ -146,6 +147,7 @@ def _registry() -> List[Run]:
           importance="uniform_l1", one_shot=True, distill=_NO_DISTILL),
       Run("no_distill", "ppcd", "PP-Res pruning, no distillation", "student",
           distill=_NO_DISTILL),
+      Run("ppcd_cost", "ppcd", "PPCD with cost-only ranking", "student", importance="cost"),
       Run("magnitude", "magnitude", "tfmot magnitude pruning (unstructured)", "student"),
       Run("teacher_more", "teacher_more", "Teacher + student steps more (not compressed)",
           "student"),

@@ -213,15 +213,9 @@ class Report:
     budgets = [n for n, r in RUNS.items() if r.target != MAIN_TARGET]
     if any(n in self.runs for n in budgets):
       lines += ["## Other budgets", ""] + self._table(budgets, compare=False) + [""]
-    self._plots()
-    lines += ["## Curves", "",
-              f"FID during training ({exp.curve_samples:,} samples per point; mean over "
-              "seeds, band = min..max):", "", "![FID vs steps](" +
-              self._rel(os.path.join(self.dir, "fid_vs_steps.png")) + ")", "",
-              "FID against parameters and MACs kept:", "",
-              "![FID vs params](" + self._rel(os.path.join(self.dir, "fid_vs_params.png"))
-              + ") ![FID vs MACs](" + self._rel(os.path.join(self.dir, "fid_vs_macs.png"))
-              + ")", ""]
+    if self.runs:
+      self._plots()
+      lines += self._curve_lines()
     lines += self._wall_lines()
     pending = [RUNS[n].label for n in RUNS if n != "teacher" and n not in self.runs]
     if pending:
@@ -235,6 +229,15 @@ class Report:
       lines += [f"**{r['label']}**  ", f"![{n}]({self._rel(os.path.join(folder, 'grids', n + '.png'))})", ""]
     files.write_text_atomic(md, "\n".join(lines) + "\n")
     return md
+
+  def _curve_lines(self) -> List[str]:
+    rel = lambda name: self._rel(os.path.join(self.dir, name))  # noqa: E731
+    return ["## Curves", "",
+            f"FID during training ({self.exp.curve_samples:,} samples per point; mean over "
+            "seeds, band = min..max):", "", f"![FID vs steps]({rel('fid_vs_steps.png')})", "",
+            "FID against parameters and MACs kept:", "",
+            f"![FID vs params]({rel('fid_vs_params.png')}) "
+            f"![FID vs MACs]({rel('fid_vs_macs.png')})", ""]
 
   def _wall_lines(self) -> List[str]:
     lines = ["## Wall time", "",
