@@ -255,7 +255,8 @@ def declare_key_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     fv.register_key_flag_for_module(main_module, fv[name])
 
 
-def _ints(name: str, values: Sequence[str]) -> tuple:
+def int_list(name: str, values: Sequence[str]) -> tuple:
+  """The integers of a DEFINE_list flag `--name`, or a ConfigError naming it."""
   try:
     return tuple(int(v) for v in values if str(v).strip())
   except ValueError:
@@ -290,14 +291,14 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           resolution=f.resolution, num_classes=f.num_classes,
           image_channels=f.image_channels, z_dim=f.z_dim, shared_dim=f.shared_dim,
           g_ch=f.g_ch, d_ch=f.d_ch,
-          g_channel_mults=_ints("g_channel_mults", f.g_channel_mults),
-          d_channel_mults=_ints("d_channel_mults", f.d_channel_mults),
+          g_channel_mults=int_list("g_channel_mults", f.g_channel_mults),
+          d_channel_mults=int_list("d_channel_mults", f.d_channel_mults),
           d_downsample=_bools("d_downsample", f.d_downsample),
-          g_attention_res=_ints("g_attention_res", f.g_attention_res),
-          d_attention_res=_ints("d_attention_res", f.d_attention_res),
+          g_attention_res=int_list("g_attention_res", f.g_attention_res),
+          d_attention_res=int_list("d_attention_res", f.d_attention_res),
           hierarchical_z=f.hierarchical_z,
-          g_channels=_ints("g_channels", f.g_channels),
-          g_attention_widths=_ints("g_attention_widths", f.g_attention_widths)),
+          g_channels=int_list("g_channels", f.g_channels),
+          g_attention_widths=int_list("g_attention_widths", f.g_attention_widths)),
       pruning=config_lib.PruningConfig(
           target_fraction=f.target_fraction, budget_params=f.budget_params,
           budget_macs=f.budget_macs, schedule=f.prune_schedule,

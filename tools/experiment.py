@@ -426,14 +426,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from ppcd_tf import cli_errors
-  from ppcd_tf.config import ConfigError
+  from ppcd_tf import flags as ppcd_flags
   from tools import experiment_report
   f = flags.FLAGS
   with cli_errors.friendly_errors():
-    try:
-      seeds = [int(s) for s in f.seeds]
-    except ValueError as e:
-      raise ConfigError(f"--seeds={','.join(f.seeds)} must be integers") from e
+    seeds = ppcd_flags.int_list("seeds", f.seeds)
     exp = Experiment(f.workdir, f.config, f.results, f.num_samples, f.latency_repeats,
                      f.classifier_epochs, f.student_steps, seeds=seeds,
                      teacher_dir=f.teacher_dir, curve_evals=f.curve_evals,

@@ -62,13 +62,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from ppcd_tf import cli_errors, files
-  from ppcd_tf.config import ConfigError
+  from ppcd_tf import flags as ppcd_flags
   f = flags.FLAGS
   with cli_errors.friendly_errors():
-    try:
-      steps = [int(s) for s in f.steps]
-    except ValueError as e:
-      raise ConfigError(f"--steps={','.join(f.steps)} must be integers >= 0") from e
+    steps = ppcd_flags.int_list("steps", f.steps)
     result = measure(f.config, f.teacher_dir, steps, f.batches, f.seed, f.extra)
   for row in result["measurements"]:
     print(f"step {row['step']}: " + ", ".join(
