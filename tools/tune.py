@@ -61,8 +61,9 @@ FLAGS = flags.FLAGS
 
 # name -> ("log", low, high) for a log-uniform float or ("choice", values).
 SEARCH_SPACE = {
-    "lambda_att": ("log", 0.1, 10.0), "lambda_cam": ("log", 0.1, 10.0),
-    "lambda_pix": ("log", 0.01, 10.0), "sparsity_weight": ("log", 1e-5, 1e-2),
+    # Around the defaults (chosen by gradient share, BUILD.md "Distillation weights").
+    "lambda_att": ("log", 100.0, 10000.0), "lambda_cam": ("log", 3.0, 300.0),
+    "lambda_pix": ("log", 0.5, 50.0), "sparsity_weight": ("log", 1e-5, 1e-2),
     "prune_power": ("choice", (1, 2, 3)), "prune_end_frac": ("choice", (0.4, 0.6, 0.8)),
     "min_channel_share": ("choice", (0.25, 0.5, 1.0)),
     "prune_cost_exponent": ("choice", (0.0, 0.5, 1.0)),
