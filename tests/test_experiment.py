@@ -92,7 +92,7 @@ class ConfigTest(absltest.TestCase):
           self.assertEqual((p.schedule, p.begin_step, p.end_step), ("constant", 0, 1))
         else:
           self.assertEqual((p.schedule, p.end_step), ("polynomial", end))
-        self.assertAlmostEqual(p.min_channel_fraction, 1 - run.target)
+        self.assertAlmostEqual(p.min_channel_fraction, experiment.SAFETY_FLOOR)
         off = {"no_att": ("lambda_att",), "no_cam": ("lambda_cam",),
                "no_pix": ("lambda_pix",)}.get(name, ())
         if name in ("no_distill", "uniform_l1"):

@@ -7,6 +7,9 @@ The protocol (docs/RESULTS.md states it with the numbers):
 
 * One teacher, the converged one that ships (`--teacher_dir`, assets/teachers/mnist32;
   `--teacher_dir=` trains WORKDIR/teacher instead), evaluated once.
+* PPCD ranks channels by the Taylor importance of its mask gates
+  (`--prune_importance=taylor`, BUILD.md "Which channels go"), with a per-mask floor of
+  5% as a safety net only.
 * Every student trains `--student_steps` steps from that teacher (its weights and D),
   at every training seed of `--seeds`. Progressive pruning runs from 5% to 60% of
   them (20 events); the one-shot baselines prune at step 0. Every run's EMA starts
@@ -69,6 +72,7 @@ MAIN_RUN = "ppcd_t81"
 REPORT_SEEDS = (1, 2, 3, 4, 5)
 DEFAULT_SEEDS = (1, 2, 3)
 WALL_LOG = "wall_log.json"
+SAFETY_FLOOR = 0.05  # --prune_min_channel_fraction of every ranking but 'learned'
 # The structured baselines PPCD must beat significantly (the goal in RESULTS.md).
 STRUCTURED = ("oneshot_l1", "uniform_l1_distill", "uniform_l1")
 _NO_DISTILL = dict(lambda_att=0.0, lambda_cam=0.0, lambda_pix=0.0)
@@ -119,7 +123,7 @@ class Run:
   needs: tuple = ()
   target: float = MAIN_TARGET
   distill: Optional[dict] = None   # DistillConfig overrides
-  importance: str = "learned"      # PruningConfig.importance (ppcd kind)
+  importance: str = "taylor"       # PruningConfig.importance (ppcd kind): PPCD's ranking
   one_shot: bool = False           # prune to the target at step 0
   total_steps: bool = False        # scratch: teacher + student steps
 
@@ -238,8 +242,10 @@ class Experiment:
 
   @staticmethod
   def min_channel_fraction(run: Run) -> float:
-    """Each mask keeps at least (1 - target) of its channels (the safety net)."""
-    return round(1.0 - run.target, 4)
+    """The per-mask floor: a safety net of 5% (at least 1 channel) for a ranking that
+    sees the loss or the weights; the mask scores ('learned') got 1 - target, since
+    their ranking was decided by cost and cut the residual stream to 2 channels."""
+    return round(1.0 - run.target, 4) if run.importance == "learned" else SAFETY_FLOOR
 
   def slim_channels(self, seed: int) -> tuple:
     """The slim widths (stem, mids, outs) PPCD found at the main budget at `seed`."""
