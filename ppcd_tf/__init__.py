@@ -15,6 +15,9 @@ if _os.environ["TF_USE_LEGACY_KERAS"] not in ("1", "true", "True"):
   raise RuntimeError(
       "ppcd_tf needs tf_keras (Keras 2): TF_USE_LEGACY_KERAS is set to "
       f"{_os.environ['TF_USE_LEGACY_KERAS']!r}; unset it or set it to 1.")
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Start-up notices (oneDNN, "no CUDA driver", cuInit 303) off unless asked for; see
+# ppcd_tf/quiet_start.py and BUILD.md "Reliability".
+from ppcd_tf import quiet_start as _quiet_start  # noqa: E402
+_quiet_start.install()
 
 __version__ = "0.1.0"

@@ -27,7 +27,7 @@ import tf_keras
 from ppcd_tf.config import ModelConfig
 from ppcd_tf.generator import DummyCallBuildMixin, model_config_from_dict
 from ppcd_tf.layers.attention import attention_widths
-from ppcd_tf.layers.blocks import DBlock
+from ppcd_tf.layers.blocks import DBlock, relu_of_block_output
 from ppcd_tf.layers.spectral_norm import SNDense, SNEmbedding, kernel_initializer
 
 __all__ = ["Discriminator", "build_discriminator", "discriminator_layout"]
@@ -104,7 +104,7 @@ class Discriminator(DummyCallBuildMixin, tf_keras.Model):
   def call(self, inputs, training=None):
     x, y = inputs
     y = tf.cast(tf.reshape(y, [-1]), tf.int32)
-    f = tf.cast(tf.nn.relu(self.features(x, training=training)), tf.float32)
+    f = tf.cast(relu_of_block_output(self.features(x, training=training)), tf.float32)
     h = tf.reduce_sum(f, axis=[1, 2])
     logits = tf.squeeze(self.linear(h, training=training), axis=-1)
     return logits + tf.reduce_sum(self.embed(y, training=training) * h, axis=-1)
@@ -116,7 +116,7 @@ class Discriminator(DummyCallBuildMixin, tf_keras.Model):
     """
     x, y = inputs
     y = tf.cast(tf.reshape(y, [-1]), tf.int32)
-    f = tf.cast(tf.nn.relu(self.features(x, training=training)), tf.float32)
+    f = tf.cast(relu_of_block_output(self.features(x, training=training)), tf.float32)
     e = self.embed(y, training=training)
     return tf.einsum("bhwc,bc->bhw", f, e)
 

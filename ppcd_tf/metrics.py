@@ -20,7 +20,9 @@ implementations of IS and KID. Errors in the inputs raise `ValueError`.
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import contextlib
+import logging
+from typing import Dict, Iterator, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -36,6 +38,28 @@ __all__ = [
 # subsets of 1,000 samples each and report the mean and std over subsets.
 KID_SUBSET_SIZE = 1000
 KID_NUM_SUBSETS = 100
+
+
+class _DropMapFnBackPropNotice(logging.Filter):
+  """Drops TF's "map_fn ... back_prop=False is deprecated" record, and only that one."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not ("map_fn" in message and "back_prop=False is deprecated" in message)
+
+
+@contextlib.contextmanager
+def _quiet_tfgan_map_fn() -> Iterator[None]:
+  """TF-GAN's KID calls `tf.map_fn(..., back_prop=False)`, which logs a deprecation
+  warning through the `tensorflow` logger on every new process; a user cannot act on
+  it (the call is inside TF-GAN), so it is dropped while TF-GAN runs."""
+  tf_logger = logging.getLogger("tensorflow")
+  notice = _DropMapFnBackPropNotice()
+  tf_logger.addFilter(notice)
+  try:
+    yield
+  finally:
+    tf_logger.removeFilter(notice)
 
 
 def _as_2d_float64(x, name: str, min_rows: int = 2) -> np.ndarray:
@@ -217,9 +241,10 @@ def kid(act_a, act_b, subset_size: int = KID_SUBSET_SIZE,
   for _ in range(num_subsets):
     sub_a = a[rng.choice(a.shape[0], m, replace=False)]
     sub_b = b[rng.choice(b.shape[0], m, replace=False)]
-    estimates.append(float(tfgan_eval.kernel_classifier_distance_from_activations(
-        tf.constant(sub_a, tf.float64), tf.constant(sub_b, tf.float64),
-        max_block_size=m)))
+    with _quiet_tfgan_map_fn():
+      estimates.append(float(tfgan_eval.kernel_classifier_distance_from_activations(
+          tf.constant(sub_a, tf.float64), tf.constant(sub_b, tf.float64),
+          max_block_size=m)))
   estimates = np.asarray(estimates)
   return float(estimates.mean()), float(estimates.std())
 

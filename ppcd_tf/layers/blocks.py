@@ -44,7 +44,8 @@ from ppcd_tf.layers.conditional_batchnorm import ConditionalBatchNorm
 from ppcd_tf.layers.masks import ChannelMask
 from ppcd_tf.layers.spectral_norm import SNConv2D
 
-__all__ = ["PPResBlock", "DBlock", "upsample_nearest_2x", "downsample_avg_2x"]
+__all__ = ["PPResBlock", "DBlock", "upsample_nearest_2x", "downsample_avg_2x",
+           "relu_of_block_output"]
 
 
 def _dims(x: tf.Tensor):
@@ -70,6 +71,21 @@ def upsample_nearest_2x(x: tf.Tensor) -> tf.Tensor:
 def downsample_avg_2x(x: tf.Tensor) -> tf.Tensor:
   """2x2 average pooling, stride 2 (nn.AvgPool2d(2))."""
   return tf.nn.avg_pool2d(x, 2, 2, "VALID")
+
+
+def relu_of_block_output(x: tf.Tensor) -> tf.Tensor:
+  """ReLU of a `DBlock` output, as `where(x > 0, x, 0)` rather than the Relu op.
+
+  Same values (NaN aside) and the same gradient as `tf.nn.relu` (ReluGrad is
+  `where(x > 0, grad, 0)`), bit for bit. Why: in a block without downsampling the sum
+  `conv2(...) + shortcut` is fed both to a ReLU (next block's pre-activation, or the
+  head) and to the next sum; TF 2.21's grappler remapper (oneDNN on) then fuses
+  Conv2D + BiasAdd + Add + Relu although the Add has another consumer, and the whole
+  remapper pass fails on every training start: "remapper failed: INVALID_ARGUMENT:
+  Mutation::Apply error: fanout 'discriminator/Relu_1' exist for missing node
+  'discriminator/block2/add_1'". Without a Relu op there is nothing to fuse.
+  """
+  return tf.where(x > 0, x, tf.zeros_like(x))
 
 
 class PPResBlock(tf_keras.layers.Layer):
@@ -208,7 +224,7 @@ class DBlock(tf_keras.layers.Layer):
     return x
 
   def call(self, inputs, training=None):
-    h = tf.nn.relu(inputs) if self.preactivation else inputs
+    h = relu_of_block_output(inputs) if self.preactivation else inputs
     h = self.conv1(h, training=training)
     h = self.conv2(tf.nn.relu(h), training=training)
     if self.downsample:
