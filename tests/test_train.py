@@ -172,7 +172,7 @@ class PpcdTest(absltest.TestCase):
   def test_active_terms(self):
     from ppcd_tf import distill
     self.assertEqual(distill.active_terms(config_lib.DistillConfig()),
-                     {"att": 1.0, "cam": 1.0, "pix": 1.0})
+                     {"att": 1000.0, "cam": 30.0, "pix": 5.0})  # BUILD.md "Distillation weights"
     self.assertEqual(distill.active_terms(config_lib.DistillConfig(
         lambda_att=0.5, lambda_cam=0.0, lambda_pix=0.0)), {"att": 0.5})
 
