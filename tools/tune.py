@@ -91,9 +91,9 @@ def best_flagfile_text(values, base) -> str:
   return "\n".join([
       "# Best PPCD hyper-parameters found by tools/tune.py; use after the base flagfile:",
       "# python -m ppcd_tf.train --flagfile=<base.cfg> --flagfile=<this file> --mode=ppcd ...",
-      f"--lambda_att={cfg.distill.lambda_att:.6g}",
-      f"--lambda_cam={cfg.distill.lambda_cam:.6g}",
-      f"--lambda_pix={cfg.distill.lambda_pix:.6g}",
+      f"--lambda_att={cfg.distill.lambda_att:.10g}",
+      f"--lambda_cam={cfg.distill.lambda_cam:.10g}",
+      f"--lambda_pix={cfg.distill.lambda_pix:.10g}",
       f"--sparsity_weight={cfg.pruning.sparsity_weight:.6g}",
       f"--prune_power={cfg.pruning.power:g}",
       f"--prune_end_step={cfg.pruning.end_step}",
