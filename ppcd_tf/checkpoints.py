@@ -51,7 +51,7 @@ __all__ = [
     "CheckpointError", "config_path", "checkpoint_dir", "write_json_atomic", "write_atomically",
     "write_config", "read_config", "replace_dir", "read_config_file", "check_same_architecture",
     "GENERATOR_WIDTH_FIELDS",
-    "all_checkpoints", "restore_latest", "restore_objects_from_workdir",
+    "all_checkpoints", "newest_readable", "restore_latest", "restore_objects_from_workdir",
     "save_checkpoint", "forget_unreadable", "remove_stale_temp_files", "UNREADABLE_DIR",
 ]
 
@@ -187,6 +187,18 @@ def _check_readable(prefix: str) -> None:
   shapes = reader.get_variable_to_shape_map()
   for name in shapes:
     reader.get_tensor(name)  # reads the data shard: catches truncation and bad checksums
+
+
+def newest_readable(directory: str) -> Optional[str]:
+  """The newest checkpoint of `directory` whose files all read (the one
+  `restore_latest` will restore, unless its objects do not match), or None."""
+  for prefix in reversed(all_checkpoints(directory)):
+    try:
+      _check_readable(prefix)
+      return prefix
+    except _READ_ERRORS:
+      continue
+  return None
 
 
 def _first_line(e: BaseException) -> str:

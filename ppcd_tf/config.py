@@ -211,6 +211,7 @@ class PruningConfig:
   cost_exponent: float = 1.0        # rank by sigmoid(score) / relative_cost ** exponent
   min_channel_fraction: float = 0.05  # every mask keeps at least this share (and >= 1)
   importance: str = "learned"       # one of IMPORTANCES (ppcd_tf.importance)
+  slim_finetune: bool = True        # after end_step, train the dense slim G (slim_finetune.py)
 
   def validate(self) -> None:
     _check(0.0 < self.target_fraction < 1.0,

@@ -43,8 +43,14 @@ class DistillationContext:
   """
 
   def __init__(self, teacher_generator, teacher_discriminator, z, y,
-               student_images=None, student_features=None, student_generator=None):
+               student_images=None, student_features=None, student_generator=None,
+               student_channels=None):
+    """`student_channels`: for a student slimmed from the teacher's widths
+    (`ppcd_tf.slim_finetune`), per block the teacher channels its outputs are; the
+    attention term then weights them with the teacher's class weights of exactly
+    those channels, as it did while the others were masked to zero."""
     self.teacher_generator = teacher_generator
+    self.student_channels = student_channels
     self.student_generator = student_generator
     self.teacher_discriminator = teacher_discriminator
     self.z, self.y = z, y
@@ -98,9 +104,15 @@ class DistillationContext:
               self.student_generator.class_channel_weights((self.z, self.y))]
     return self._get("student_weights", run)
 
+  def teacher_class_weights_of_student(self) -> List[tf.Tensor]:
+    """The teacher's class weights of the student's channels (`student_channels`)."""
+    return [tf.gather(w, idx, axis=1) for w, idx in
+            zip(self.teacher_class_weights(), self.student_channels)]
+
   def student_is_narrower(self) -> bool:
-    """True when the student's built widths differ from the teacher's."""
-    if self.student_generator is None:
+    """True when the student's built widths differ from the teacher's (and are not a
+    slice of them, `student_channels`)."""
+    if self.student_generator is None or self.student_channels is not None:
       return False
     return self.student_generator.channels != self.teacher_generator.channels
 
@@ -145,6 +157,10 @@ def attention_term(ctx: DistillationContext) -> tf.Tensor:
   teacher's class weights; a narrower one (distillation without pruning) by its own.
   """
   _, teacher_features = ctx.teacher_outputs()
+  if ctx.student_channels is not None:  # slim copy of a pruned student
+    return losses.attention_distillation_loss(
+        ctx.student_features, teacher_features, ctx.teacher_class_weights(),
+        ctx.teacher_class_weights_of_student())
   same_width = all(s.shape[-1] == t.shape[-1]
                    for s, t in zip(ctx.student_features, teacher_features))
   return losses.attention_distillation_loss(

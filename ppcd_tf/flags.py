@@ -136,6 +136,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                     "'l1' (baseline: L1 filter norm of the current weights, Li et al. 2017) "
                     "or 'uniform_l1' (baseline: every layer kept at the same fraction of "
                     "its width, by L1 filter norm within the layer).", **m)
+  flags.DEFINE_bool("prune_slim_finetune", pd.slim_finetune,
+                    "After --prune_end_step, train the dense slimmed generator instead of "
+                    "the masked full-width one: the same function and updates, at the "
+                    "slim width's cost (ppcd_tf.slim_finetune). --noprune_slim_finetune "
+                    "keeps the masked generator to the end.", **m)
 
   # --- distillation ---
   m = dict(kw, module_name=_g("distillation"))
@@ -307,7 +312,7 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           sparsity_weight=f.sparsity_weight, mask_lr_scale=f.mask_lr_scale,
           cost_exponent=f.prune_cost_exponent,
           min_channel_fraction=f.prune_min_channel_fraction,
-          importance=f.prune_importance),
+          importance=f.prune_importance, slim_finetune=f.prune_slim_finetune),
       distill=config_lib.DistillConfig(
           teacher_dir=f.teacher_dir, init_from_teacher=f.init_from_teacher,
           init_optimizer_from_teacher=f.init_optimizer_from_teacher,

@@ -35,8 +35,9 @@ def term_gradient_norms(trainer, z, y) -> Dict[str, float]:
   saved = [tf.identity(v) for v in state]
   ctx = None
   if trainer.terms:
-    ctx = distill.DistillationContext(trainer.teacher_G, trainer.teacher_D, z, y,
-                                      student_generator=trainer.G).prepare(trainer.terms)
+    ctx = distill.DistillationContext(
+        trainer.teacher_G, trainer.teacher_D, z, y, student_generator=trainer.G,
+        student_channels=trainer.student_channels()).prepare(trainer.terms)
   with tf.GradientTape(persistent=True) as tape:
     fake, features = trainer.G.forward_with_features((z, y), training=True)
     values = {"adv": losses.hinge_generator_loss(trainer.D((fake, y), training=True))}

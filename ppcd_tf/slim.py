@@ -42,7 +42,7 @@ import tensorflow as tf
 from ppcd_tf import checkpoints
 from ppcd_tf import config as config_lib
 from ppcd_tf import flops
-from ppcd_tf.generator import BOTTOM_WIDTH, Generator, build_generator
+from ppcd_tf.generator import BOTTOM_WIDTH, Generator, GeneratorChannels, build_generator
 from ppcd_tf.layers.spectral_norm import SpectralNormLayer
 
 __all__ = ["slim_generator", "verify_slim", "save_slim_generator",
@@ -148,12 +148,16 @@ def index_sets_with_stem_units(generator: Generator,
   return dict(sets, stem_units=units)
 
 
-def slim_generator(masked_generator: Generator, name: Optional[str] = None) -> Generator:
+def slim_generator(masked_generator: Generator, name: Optional[str] = None,
+                   sn_mode: str = "frozen") -> Generator:
   """Builds the dense generator of the live channels of `masked_generator`.
 
   Args:
     masked_generator: a built Generator (masked, or unmasked for a plain copy).
     name: Keras name of the result (default: "<name>_slim").
+    sn_mode: "frozen" (inference and export: exactly the masked function) or
+      "power_iteration" (to train on, `ppcd_tf.slim_finetune`: the same function
+      once the dead weights are zero, `ppcd_tf.dead_weights`).
 
   Returns:
     A built Generator with `masked=False`, `sn_mode="frozen"` and
@@ -164,7 +168,7 @@ def slim_generator(masked_generator: Generator, name: Optional[str] = None) -> G
   live = index_sets_with_stem_units(src, live_index_sets(src))
   # Every weight is overwritten below; "N02" skips the QR decompositions of "ortho".
   dst = build_generator(src.model_cfg, masked=False, channels=src.live_channels(),
-                        name=name or f"{src.name}_slim", sn_mode="frozen", init="N02")
+                        name=name or f"{src.name}_slim", sn_mode=sn_mode, init="N02")
   dst.shared.embeddings.assign(src.shared.embeddings)
   for entry in channel_map(src):
     s, d = entry.layer(src), entry.layer(dst)
@@ -297,9 +301,12 @@ def slim_and_report(masked_generator: Generator, out_dir: str,
   """
   slim = slim_generator(masked_generator)
   diff = verify_slim(masked_generator, slim, num_batches=verify_batches)
-  before = flops.generator_cost(masked_generator.model_cfg, masked_generator.channels)
+  # "Before" is the run's full width: the masked generator's, or, for a generator
+  # fine-tuned at the slim width (ppcd_tf.slim_finetune), its config's.
+  full = GeneratorChannels.from_model_config(masked_generator.model_cfg)
+  before = flops.generator_cost(masked_generator.model_cfg, full)
   after = flops.count_generator(slim)
-  full, kept = masked_generator.channels, slim.channels
+  kept = slim.channels
   channels = {"stem": {"kept": kept.stem, "total": full.stem}}
   for i in range(full.num_blocks):
     channels[f"block{i}/mid"] = {"kept": kept.mid[i], "total": full.mid[i]}
@@ -319,6 +326,23 @@ def slim_and_report(masked_generator: Generator, out_dir: str,
     with open(os.path.join(tmp, REPORT_FILE), "w") as f:
       json.dump(report, f, indent=2)
   return report
+
+
+def _generator_for(cfg: config_lib.Config, run_dir: str, checkpoint: Optional[str],
+                   key: str) -> Generator:
+  """The empty generator a run's checkpoint holds under `key`: masked for a PPCD run,
+  slim where the checkpoint was written after the switch to the slim width
+  (`ppcd_tf.slim_finetune`), else the plain BigGAN generator. Weights are restored."""
+  masked = cfg.run.mode == "ppcd" and cfg.distill.use_masks
+  if masked:
+    from ppcd_tf import slim_finetune
+    switch = slim_finetune.read_switch(run_dir)
+    if switch is not None:
+      if checkpoint is None:
+        checkpoint = checkpoints.newest_readable(checkpoints.checkpoint_dir(run_dir))
+      if slim_finetune.is_slim_checkpoint(switch, checkpoint):
+        return slim_finetune.build_slim_generator(cfg.model, switch["channels"], key)
+  return build_generator(cfg.model, masked=masked, name=key, init="N02")
 
 
 def restore_trained_generator(workdir: Optional[str] = None,
@@ -347,16 +371,15 @@ def restore_trained_generator(workdir: Optional[str] = None,
   """
   if not workdir and not checkpoint:
     raise config_lib.ConfigError("pass --workdir=DIR or --checkpoint=PREFIX.")
+  run_dir = workdir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
   if config_path is None:
-    run_dir = workdir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
     config_path = checkpoints.config_path(run_dir)
   if not os.path.exists(config_path):
     raise checkpoints.CheckpointError(
         f"{config_path} does not exist; pass --config=PATH to the run's config.json.")
   with open(config_path) as f:
     cfg = config_lib.Config.from_dict(json.load(f))
-  masked = cfg.run.mode == "ppcd" and cfg.distill.use_masks
-  generator = build_generator(cfg.model, masked=masked, name=key, init="N02")  # restored
+  generator = _generator_for(cfg, run_dir, checkpoint, key)
   if checkpoint:
     try:
       status = tf.train.Checkpoint(**{key: generator}).read(checkpoint)

@@ -44,9 +44,11 @@ replica draws the *global* batch of latents and takes its own slice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Dict, List, Optional
@@ -69,6 +71,7 @@ from ppcd_tf import images as images_lib
 from ppcd_tf import losses
 from ppcd_tf import precision as precision_lib
 from ppcd_tf import pruning
+from ppcd_tf import slim_finetune
 from ppcd_tf.discriminator import build_discriminator
 from ppcd_tf.generator import build_generator
 from ppcd_tf.layers.conditional_batchnorm import cross_replica_batch_norm
@@ -168,9 +171,20 @@ class Trainer:
       logging.warning("--jit_compile with %d replicas: BatchNorm statistics are per "
                       "replica (BigGAN-PyTorch's default), not cross-replica.",
                       self.num_replicas)
-    with self.strategy.scope(), precision_lib.policy_scope(cfg.run.precision), \
-        cross_replica_batch_norm(not cfg.run.jit_compile):
+    with self.build_scope():
       self._build()
+    if self.masked:
+      self.controller = pruning.PruningController.from_config(
+          self.G, cfg.pruning, full_cost=self.full_cost)
+      self.controller.importance_source = self.taylor_importance
+    # Fine-tuning at the slim width (ppcd_tf.slim_finetune): a workdir whose latest
+    # checkpoint was written after the switch resumes with the slim generators.
+    self.slim_switch = slim_finetune.read_switch(self.workdir) if self.masked else None
+    self.slim_phase = False
+    if self.slim_switch is not None and slim_finetune.is_slim_checkpoint(
+        self.slim_switch,
+        checkpoints.newest_readable(checkpoints.checkpoint_dir(self.workdir))):
+      slim_finetune.enter_slim_phase(self, copy=False)
     self._build_checkpoint()
     self._restore_or_initialise()
     self._make_manager()
@@ -180,10 +194,7 @@ class Trainer:
     self._config_written = False
     if not os.path.exists(checkpoints.config_path(self.workdir)):
       self._write_config_once()
-    if self.masked:
-      self.controller = pruning.PruningController.from_config(
-          self.G, cfg.pruning, full_cost=self.full_cost)
-      self.controller.importance_source = self.taylor_importance
+    if self.masked and not self.slim_phase:
       self._update_mask_costs()
     self._writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "train"))
                     if self.is_chief else tf.summary.create_noop_writer())
@@ -247,6 +258,23 @@ class Trainer:
       checkpoints.write_config(self.workdir, self.cfg)
     self._config_written = True
 
+  def build_scope(self):
+    """Where the networks and optimizers are built: the strategy, the precision
+    policy, and BatchNorm's cross-replica setting."""
+    cfg = self.cfg
+    stack = contextlib.ExitStack()
+    stack.enter_context(self.strategy.scope())
+    stack.enter_context(precision_lib.policy_scope(cfg.run.precision))
+    stack.enter_context(cross_replica_batch_norm(not cfg.run.jit_compile))
+    return stack
+
+  def make_adam(self, lr: float):
+    """An Adam optimizer with this run's betas (loss-scaled under float16)."""
+    o = self.cfg.optim
+    return precision_lib.wrap_optimizer(tf_keras.optimizers.Adam(
+        learning_rate=lr, beta_1=o.beta1, beta_2=o.beta2, epsilon=1e-6),
+        self.cfg.run.precision)
+
   def _dummy_inputs(self, batch: int = 2):
     m = self.model_cfg
     z = tf.zeros([batch, m.z_dim])
@@ -266,12 +294,9 @@ class Trainer:
     self.D((x, y), training=False)
     if self.needs_teacher:
       self._load_teacher()
-    adam = lambda lr: precision_lib.wrap_optimizer(tf_keras.optimizers.Adam(  # noqa: E731
-        learning_rate=lr, beta_1=cfg.optim.beta1, beta_2=cfg.optim.beta2, epsilon=1e-6),
-        cfg.run.precision)
-    self.g_opt = adam(cfg.optim.g_lr)
-    self.d_opt = adam(cfg.optim.d_lr)
-    self.mask_opt = adam(cfg.optim.g_lr * cfg.pruning.mask_lr_scale)
+    self.g_opt = self.make_adam(cfg.optim.g_lr)
+    self.d_opt = self.make_adam(cfg.optim.d_lr)
+    self.mask_opt = self.make_adam(cfg.optim.g_lr * cfg.pruning.mask_lr_scale)
     mask_scores = [mk.score for _, mk in self.G.masks]
     score_refs = {v.ref() for v in mask_scores}
     self.g_vars = [v for v in self.G.trainable_variables if v.ref() not in score_refs]
@@ -378,7 +403,7 @@ class Trainer:
     objects = dict(step=self.step, generator=self.G, ema_generator=self.G_ema,
                    discriminator=self.D, g_optimizer=self.g_opt, d_optimizer=self.d_opt,
                    ema_restart_step=self.ema_restart_step)
-    if self.mask_scores:
+    if self.mask_scores:  # (none after the switch to the slim generator)
       objects["mask_optimizer"] = self.mask_opt
       objects["taylor_sums"] = self.taylor_sums
       objects["taylor_count"] = self.taylor_count
@@ -513,8 +538,9 @@ class Trainer:
     logs = {}
     ctx = None
     if self.terms:
-      ctx = distill.DistillationContext(self.teacher_G, self.teacher_D, z, y,
-                                        student_generator=self.G).prepare(self.terms)
+      ctx = distill.DistillationContext(
+          self.teacher_G, self.teacher_D, z, y, student_generator=self.G,
+          student_channels=self.student_channels()).prepare(self.terms)
     with tf.GradientTape() as tape:
       fake, features = self.G.forward_with_features((z, y), training=True)
       g_adv = losses.hinge_generator_loss(self.D((fake, y), training=True))
@@ -552,6 +578,13 @@ class Trainer:
     if self.importance == "taylor":
       logs = dict(logs, _score_grads=list(grads[n:]))
     return logs
+
+  def student_channels(self) -> Optional[List[np.ndarray]]:
+    """Per block, the teacher channels the slim student's outputs are (after the
+    switch to the slim width), else None."""
+    if not self.slim_phase:
+      return None
+    return slim_finetune.live_out_indices(self.slim_switch, len(self.G.blocks))
 
   def _accumulate_taylor(self, score_grads) -> None:
     """Adds this step's squared gate gradients (dL/dm, from the score gradients
@@ -683,6 +716,12 @@ class Trainer:
     values = [float(costs[name][idx]) for name, _ in self.G.masks]
     self.mask_costs.assign(np.asarray(values, np.float32))
 
+  def channels_kept(self) -> Dict[str, int]:
+    """{mask name: live channels} (from the switch record after the switch)."""
+    if self.slim_phase:
+      return {name: int(len(idx)) for name, idx in self.slim_switch["live"].items()}
+    return self.controller.channels_kept()
+
   def live_cost(self) -> Dict[str, int]:
     return {"live_params": int(flops.live_params(self.G)),
             "live_macs": int(flops.live_macs(self.G))}
@@ -724,8 +763,9 @@ class Trainer:
                           if self.cost_metric == "params" else
                           cost["live_macs"] / self.full_cost)
         tf.summary.scalar("pruning/scheduled_budget", self.controller.budget(step))
-        for name, mk in self.G.masks:
-          tf.summary.scalar(f"channels_kept/{name}", mk.num_alive())
+        for name, kept in self.channels_kept().items():
+          tf.summary.scalar(f"channels_kept/{name}", kept)
+        for name, mk in self.G.masks:  # (none after the switch to the slim width)
           tf.summary.histogram(f"mask_scores/{name}", mk.score)
 
   def _write_gradient_norms(self, step: int) -> None:
@@ -819,7 +859,10 @@ class Trainer:
     stopped_early = self._plateaued(history)
     while step < stop and not stopped_early:
       self._prune_before_step(step, events)
-      if self.masked:
+      if (self.masked and not self.slim_phase and self.cfg.pruning.slim_finetune
+          and self.controller.schedule.is_frozen(step)):
+        slim_finetune.switch_to_slim(self, step)
+      if self.masked and not self.slim_phase:
         frozen = self.controller.schedule.is_frozen(step)
         if frozen != self._masks_frozen:
           self.set_masks_trainable(not frozen)
@@ -906,12 +949,15 @@ class Trainer:
           self.checkpoint, checkpoints.checkpoint_dir(self.best_dir()), max_to_keep=1,
           step_counter=self.step)
     checkpoints.write_config(self.best_dir(), self.cfg)
+    if self.slim_phase:  # the best checkpoint holds the slim generators
+      shutil.copyfile(os.path.join(self.workdir, slim_finetune.SWITCH_FILE),
+                      os.path.join(self.best_dir(), slim_finetune.SWITCH_FILE))
     checkpoints.save_checkpoint(self._best_manager, step)
 
   def _prune_before_step(self, step: int, events: List) -> None:
     """Runs the pruning event of `step`, if any, before its training step; an event
     that removed channels restarts the EMA (`restart_ema`)."""
-    if not self.masked:
+    if not self.masked or self.slim_phase:
       return
     event = self.controller.maybe_prune(step)
     if event is None:
@@ -944,7 +990,9 @@ class Trainer:
                  final_budget=self.controller.final_budget,
                  live_fraction=(cost["live_params"] if self.cost_metric == "params"
                                 else cost["live_macs"]) / self.full_cost,
-                 channels_kept=self.controller.channels_kept(),
+                 channels_kept=self.channels_kept(),
+                 slim_finetune_from_step=(self.slim_switch["step"] if self.slim_phase
+                                          else None),
                  masks_binary=all(set(np.unique(mk.alive.numpy())) <= {0.0, 1.0}
                                   for _, mk in self.G.masks))
     return out

@@ -26,11 +26,11 @@ class BenchTrainTest(absltest.TestCase):
     from tools import bench_train
     base = ppcd_flags.parse_flagfile(os.path.join(REPO, "configs", "tiny_test.cfg"))
     cases = [("teacher", False, "float32"), ("ppcd", False, "float32"),
-             ("teacher", False, "mixed_bfloat16")]
+             ("teacher", False, "mixed_bfloat16"), ("ppcd_finetune", False, "float32")]
     result = bench_train.run_benchmark(base, cases, steps=2, repeats=2, warmup=0,
                                        log=lambda m: None)
     names = ["teacher/no_xla/float32", "ppcd/no_xla/float32",
-             "teacher/no_xla/mixed_bfloat16"]
+             "teacher/no_xla/mixed_bfloat16", "ppcd_finetune/no_xla/float32"]
     self.assertEqual(result["cases"], names)
     sps = result["steps_per_second"]
     for n in names:
@@ -47,9 +47,17 @@ class BenchTrainTest(absltest.TestCase):
     self.assertAlmostEqual(
         result["precision_speedup_over_float32"]["teacher/no_xla/mixed_bfloat16"],
         sps["teacher/no_xla/mixed_bfloat16"]["median"] / sps["teacher/no_xla/float32"]["median"])
-    self.assertEqual(result["step_time_ratio_over_teacher"],
-                     {"ppcd/no_xla/float32":
-                      result["step_time_ratio_ppcd_over_teacher"]["no_xla/float32"]})
+    over = result["step_time_ratio_over_teacher"]
+    self.assertEqual(over["ppcd/no_xla/float32"],
+                     result["step_time_ratio_ppcd_over_teacher"]["no_xla/float32"])
+    self.assertAlmostEqual(over["ppcd_finetune/no_xla/float32"],
+                           statistics.median(sps["teacher/no_xla/float32"]["all"])
+                           / statistics.median(sps["ppcd_finetune/no_xla/float32"]["all"]))
+    # The fine-tuning case trains the slim generator of the config's budget.
+    slim = result["finetune_generator"]["ppcd_finetune/no_xla/float32"]
+    self.assertLessEqual(slim["g_params"], (1 - base.pruning.target_fraction)
+                         * result["config"]["g_params"] * 1.05)
+    self.assertLess(slim["g_macs_per_image"], 0.5 * result["config"]["g_macs_per_image"])
     self.assertEqual(result["xla_speedup"], {})  # no XLA case was timed
     self.assertEqual(result["config"]["distill_terms"], ["att", "cam", "pix"])
     self.assertGreaterEqual(result["memory"]["host_peak_rss_mb"],
@@ -62,7 +70,8 @@ class BenchTrainTest(absltest.TestCase):
     terms = {mode: sorted(distill.active_terms(base.replace(distill=over).distill))
              for mode, over in bench_train.PPCD_VARIANTS.items()}
     self.assertEqual(terms, {"ppcd": ["att", "cam", "pix"], "ppcd_no_cam": ["att", "pix"],
-                             "ppcd_cam_only": ["cam"], "ppcd_no_distill": []})
+                             "ppcd_cam_only": ["cam"], "ppcd_no_distill": [],
+                             "ppcd_finetune": ["att", "cam", "pix"]})
 
   @pytest.mark.slow
   def test_imagenet128_teacher_step_at_batch_1(self):

@@ -1,7 +1,8 @@
 """Crash safety: a PPCD run SIGKILLed at several points resumes to the same state.
 
 Real `python -m ppcd_tf.train` processes on the tiny config (6 steps, a checkpoint
-every step, pruning events at steps 0-3, keep 3 checkpoints):
+every step, pruning events at steps 0-3, the switch to the slim generator at step 4,
+keep 3 checkpoints):
 
   reference  one uninterrupted run (runs alongside the others).
   crashed    1. killed inside the save of ckpt-2, after its files are written and
@@ -21,6 +22,7 @@ stateless in (seed, step) and the data stream is replayed, so nothing else is
 needed for that.
 """
 import glob
+import json
 import os
 import random
 import shutil
@@ -157,8 +159,14 @@ class CrashResumeTest(absltest.TestCase):
     got = _values(os.path.join(ckpt_dir, final))
     self.assertEqual(sorted(got), sorted(want))
     names = " ".join(want)
-    for part in ("step", "ema_generator", "alive", "mask_optimizer", "d_optimizer"):
+    # The run switched to the slim generator after its last pruning event (step 3):
+    # its last checkpoint holds the slim G, EMA and G optimizer.
+    for part in ("step", "ema_generator", "g_optimizer", "d_optimizer"):
       self.assertIn(part, names)
+    self.assertNotIn("alive", names)
+    switch = [open(os.path.join(d, "slim_switch.json")).read() for d in (ref_dir, crash_dir)]
+    self.assertEqual(switch[0], switch[1])
+    self.assertEqual(json.loads(switch[0])["step"], 4)
     for name in want:
       np.testing.assert_array_equal(got[name], want[name], err_msg=name)
     self.assertEqual(int(got["step/.ATTRIBUTES/VARIABLE_VALUE"]), NUM_STEPS)

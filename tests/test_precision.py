@@ -107,7 +107,8 @@ class MixedPrecisionTrainingTest(absltest.TestCase):
     self.assertTrue(_all_finite(resumed))
 
     pcfg = tiny_runs.ppcd_cfg(os.path.join(root, "ppcd"), tcfg.run.workdir,
-                              run=bf16, optim=dict(num_steps=6))
+                              run=bf16, optim=dict(num_steps=6),
+                              pruning=dict(slim_finetune=True))
     student = train_lib.Trainer(pcfg)
     self.assertEqual(student.G.compute_dtype, "bfloat16")
     student.fit(progress=False, until_step=4)   # pruning events at 0..3
@@ -119,13 +120,16 @@ class MixedPrecisionTrainingTest(absltest.TestCase):
     self.assertTrue(summary["masks_binary"])
     self.assertLess(summary["live_fraction"], 1.0)
     self.assertTrue(all(np.isfinite(v) for v in summary["losses"].values()))
-    # The checkpoint is float32: a float32 masked generator restores it, and the
-    # slimmed network equals it (the float32 tolerance of slimming).
-    masked, _ = slim_lib.restore_trained_generator(pcfg.run.workdir)
-    self.assertEqual(masked.compute_dtype, "float32")
-    slim = slim_lib.slim_generator(masked)
-    self.assertLessEqual(slim_lib.verify_slim(masked, slim), 1e-5)
-    self.assertLess(slim.count_params(), masked.count_params())
+    # The checkpoint is float32: a float32 generator restores it (the slim one the run
+    # switched to after its last event), and its export copy equals it (the float32
+    # tolerance of slimming).
+    self.assertTrue(student.slim_phase)
+    trained, _ = slim_lib.restore_trained_generator(pcfg.run.workdir)
+    self.assertEqual(trained.compute_dtype, "float32")
+    self.assertEqual(trained.masks, [])
+    slim = slim_lib.slim_generator(trained)
+    self.assertLessEqual(slim_lib.verify_slim(trained, slim), 1e-5)
+    self.assertLess(slim.count_params(), student.teacher_G.count_params())
     self.assertTrue(checkpoints.all_checkpoints(checkpoints.checkpoint_dir(pcfg.run.workdir)))
 
 

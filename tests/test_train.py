@@ -43,7 +43,8 @@ def _ppcd_cfg(workdir, **overrides):
   parts = dict(run=dict(workdir=workdir, mode="ppcd", strategy="one_device"),
                distill=dict(teacher_dir=_teacher_dir()),
                optim=dict(batch_size=4, num_steps=6),
-               pruning=dict(begin_step=0, end_step=3, frequency=1, target_fraction=0.81))
+               pruning=dict(begin_step=0, end_step=3, frequency=1, target_fraction=0.81,
+                            slim_finetune=False))  # as tiny_runs.ppcd_cfg
   for k, v in overrides.items():
     parts[k] = {**parts.get(k, {}), **v}
   return config_lib.tiny_config(**parts)
@@ -85,7 +86,10 @@ class PpcdTest(absltest.TestCase):
   def test_ppcd_run(self):
     """Student starts as the teacher, reaches the target, masks binary, terms logged."""
     wd = os.path.join(_workroot(), "ppcd")
-    trainer = train_lib.Trainer(_ppcd_cfg(wd, distill=dict(lambda_pix=0.0)))
+    # The masked G to the end, to watch the frozen masks (the switch to the slim G
+    # after the last event: tests/test_slim_finetune.py).
+    trainer = train_lib.Trainer(_ppcd_cfg(wd, distill=dict(lambda_pix=0.0),
+                                          pruning=dict(slim_finetune=False)))
     z = tf.random.stateless_normal([3, trainer.model_cfg.z_dim], seed=[5, 6])
     y = tf.constant([0, 4, 9], tf.int32)
     np.testing.assert_allclose(trainer.G((z, y), training=False).numpy(),

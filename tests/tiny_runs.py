@@ -27,10 +27,15 @@ def teacher_cfg(workdir: str, num_steps: int = 4) -> config_lib.Config:
 
 
 def ppcd_cfg(workdir: str, teacher_dir: str, **overrides) -> config_lib.Config:
+  """A 6-step PPCD student. It keeps the masked G to the end (--noprune_slim_finetune):
+  the switch to the slim G retraces the step, about 15 s a run; the tests of the
+  switch (test_slim_finetune, test_precision, test_crash_resume, the demo and
+  experiment end-to-end tests) turn it on."""
   parts = dict(run=dict(workdir=workdir, mode="ppcd", strategy="one_device"),
                distill=dict(teacher_dir=teacher_dir),
                optim=dict(batch_size=4, num_steps=6),
-               pruning=dict(begin_step=0, end_step=3, frequency=1, target_fraction=0.81))
+               pruning=dict(begin_step=0, end_step=3, frequency=1, target_fraction=0.81,
+                            slim_finetune=False))
   for k, v in overrides.items():
     parts[k] = {**parts.get(k, {}), **v}
   return config_lib.tiny_config(**parts)

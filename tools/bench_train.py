@@ -65,7 +65,9 @@ def define_bench_flags() -> None:
       "Training modes to time: teacher, ppcd, and PPCD with parts of its distillation "
       "off to see where its extra time goes: ppcd_no_cam (attention + pixel terms: the "
       "teacher G pass), ppcd_cam_only (the CAM term: teacher G and two teacher D "
-      "passes), ppcd_no_distill (masks only).")
+      "passes), ppcd_no_distill (masks only), ppcd_finetune (the fine-tuning step after "
+      "the last pruning event: the dense slim generator at --target_fraction removed, "
+      "uniform widths, all distillation terms).")
   _FLAGS['jit'] = flags.DEFINE_list(
       "bench_jit", ["false", "true"],
       "XLA settings to time (false, true); overrides --jit_compile.")
@@ -86,7 +88,12 @@ PPCD_VARIANTS = {
     "ppcd_no_cam": dict(lambda_cam=0.0),                   # + the teacher G pass
     "ppcd_cam_only": dict(lambda_att=0.0, lambda_pix=0.0),  # + teacher G and two teacher D passes
     "ppcd_no_distill": dict(lambda_att=0.0, lambda_cam=0.0, lambda_pix=0.0),  # masks only
+    "ppcd_finetune": {},  # the fine-tuning step at the slim width (after the last event)
 }
+# Pruned to --target_fraction at once and switched to the slim generator before timing
+# (ppcd_tf.slim_finetune). Uniform widths: every layer keeps the same share, so the
+# step's MACs follow the parameter budget instead of one ranking's allocation.
+FINETUNE_MODES = ("ppcd_finetune",)
 MODES = ("teacher",) + tuple(PPCD_VARIANTS)
 
 _BOOLS = {"false": False, "0": False, "no": False, "true": True, "1": True, "yes": True}
@@ -143,6 +150,17 @@ def _stats(values):
           "all": values}
 
 
+def _prune_and_switch(trainer) -> None:
+  """Prunes `trainer`'s G to its final budget in one event and switches it to the
+  slim generator, as training does after --prune_end_step."""
+  from ppcd_tf import dead_weights, slim_finetune
+  c = trainer.controller
+  c.prune_to(c.final_budget)
+  dead_weights.zero_dead_weights(trainer.G, [trainer.g_opt])
+  trainer.restart_ema()  # the EMA generator takes G's masks, as after every event
+  slim_finetune.switch_to_slim(trainer, int(trainer.step.numpy()))
+
+
 def _ratio(rates, a, b):
   """median(a) / median(b) of steps/s, or None when a case was not timed."""
   if a in rates and b in rates:
@@ -161,7 +179,7 @@ def run_benchmark(base: config_lib.Config, cases, steps: int, repeats: int, warm
   root = tempfile.mkdtemp(prefix="ppcd_bench_train_")
   try:
     tdir = os.path.join(root, "teacher_ckpt")
-    trainers, trace, memory = {}, {}, {}
+    trainers, trace, memory, slim_cost = {}, {}, {}, {}
     for mode, jit, prec in cases:
       name = case_name(mode, jit, prec)
       wd = os.path.join(root, name.replace("/", "_"))
@@ -175,9 +193,16 @@ def run_benchmark(base: config_lib.Config, cases, steps: int, repeats: int, warm
                                    weight_init=weight_init)
           seed.manager.save(checkpoint_number=0)
           del seed
-        cfg = base.replace(run=run, distill=dict(teacher_dir=tdir, **PPCD_VARIANTS[mode])
-                           ).validate()
+        cfg = base.replace(run=run, distill=dict(teacher_dir=tdir, **PPCD_VARIANTS[mode]))
+        if mode in FINETUNE_MODES:
+          cfg = cfg.replace(pruning=dict(importance="uniform_l1"))
+        cfg = cfg.validate()
       t = train_lib.Trainer(cfg, weight_init=weight_init)
+      if mode in FINETUNE_MODES:
+        _prune_and_switch(t)
+        slim_cost[name] = {"g_params": flops.live_params(t.G),
+                           "g_macs_per_image": flops.live_macs(t.G),
+                           "channels": t.G.channels.to_dict()}
       if memory_device:
         tf.config.experimental.reset_memory_stats(memory_device)
       start = time.perf_counter()
@@ -234,6 +259,7 @@ def run_benchmark(base: config_lib.Config, cases, steps: int, repeats: int, warm
                    "g_params": flops.live_params(first.G),
                    "g_macs_per_image": flops.live_macs(first.G),
                    "weight_init": weight_init},
+        "finetune_generator": slim_cost,
         "cases": [case_name(*c) for c in cases],
         "steps_per_repeat": steps, "repeats": repeats, "warmup_steps": warmup,
         "trace_seconds": trace,
