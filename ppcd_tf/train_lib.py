@@ -767,6 +767,11 @@ class Trainer:
           tf.summary.scalar(f"channels_kept/{name}", kept)
         for name, mk in self.G.masks:  # (none after the switch to the slim width)
           tf.summary.histogram(f"mask_scores/{name}", mk.score)
+        if self.importance == "taylor" and float(self.taylor_count.numpy()) > 0:
+          # What ranks the channels at the next event (live channels only).
+          for (name, mk), value in zip(self.G.masks, self.taylor_importance().values()):
+            tf.summary.histogram(f"taylor_importance/{name}",
+                                 value[mk.alive.numpy() > 0.5])
 
   def _write_gradient_norms(self, step: int) -> None:
     """grad_norm/<term> and grad_share/<term> (over the adversarial term) of one batch

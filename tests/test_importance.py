@@ -1,5 +1,8 @@
 """Channel importance for pruning: L1 filter norms, uniform widths, and the
 controller's 'l1' and 'uniform_l1' rankings (the structured baselines)."""
+import glob
+import os
+
 import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
@@ -188,6 +191,15 @@ class TaylorImportanceTest(absltest.TestCase):
     self.assertLess(imp[self.USELESS].max(), 1e-6 * np.median(useful))
     for (_, mk), before in zip(trainer.G.masks, scores_before):  # scores do not train
       np.testing.assert_array_equal(mk.score.numpy(), before)
+    # TensorBoard gets the importance per mask (what ranks the next event).
+    trainer._write_summaries(3, {}, 1.0)  # pylint: disable=protected-access
+    trainer._writer.flush()  # pylint: disable=protected-access
+    tags = set()
+    for path in glob.glob(os.path.join(trainer.workdir, "train", "events.out.tfevents.*")):
+      for event in tf.compat.v1.train.summary_iterator(path):
+        tags |= {v.tag for v in event.summary.value}
+    self.assertTrue({f"taylor_importance/{name}" for name, _ in trainer.G.masks} <= tags,
+                    tags)
     self.assertEqual(self._prune_three_of_block1_mid(trainer), self.USELESS)
     trainer._reset_taylor()  # pylint: disable=protected-access  (done at each event)
     self.assertEqual(float(trainer.taylor_count.numpy()), 0.0)

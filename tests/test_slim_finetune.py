@@ -80,15 +80,20 @@ class SwitchTest(absltest.TestCase):
 
 
   def test_resume_across_the_switch_is_exact(self):
-    # Against the uninterrupted run: stopped after the switch (slim ckpt-4), resumed.
-    # (Resuming from a masked checkpoint before it and switching again:
-    # tests/test_crash_resume.py, killed at random steps of a run that switches.)
+    # Against the uninterrupted run (and so also: two fresh runs in one process are
+    # bit-identical): stopped mid-pruning (masked ckpt-2, Taylor sums and all), resumed
+    # across the switch (slim ckpt-4), resumed again to the end.
     whole = self.slim
     cfg = _cfg("pieces")
     first = train_lib.Trainer(cfg)
-    first.fit(progress=False, until_step=4)    # switches at step 3, saves slim ckpt-4
-    self.assertTrue(first.slim_phase)
+    first.fit(progress=False, until_step=2)    # after events 0 and 1
     del first
+    second = train_lib.Trainer(cfg)
+    self.assertFalse(second.slim_phase)
+    self.assertEqual(int(second.step.numpy()), 2)
+    second.fit(progress=False, until_step=4)   # event 2, switch at step 3, slim ckpt-4
+    self.assertTrue(second.slim_phase)
+    del second
     third = train_lib.Trainer(cfg)
     self.assertTrue(third.slim_phase)          # restored into slim generators
     self.assertEqual(int(third.step.numpy()), 4)
