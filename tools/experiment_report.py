@@ -109,8 +109,8 @@ class Report:
   def _teacher_lines(self) -> List[str]:
     t = self.teacher
     lines = [f"**Teacher:** FID {t['fid']:.2f} ({t['num_samples']:,} samples), "
-             f"{t['params']:,} params, {t['macs']:,} MACs/image, trained {t['train_steps']:,} "
-             "steps."]
+             f"{t['params']:,} params, {t['macs']:,} MACs/image, the checkpoint of step "
+             f"{t['train_steps']:,}."]
     pkg = t.get("teacher_package")
     info_path = os.path.join(pkg, "teacher.json") if pkg else None
     if info_path and os.path.exists(info_path):
@@ -119,7 +119,7 @@ class Report:
       lines += ["", f"It is the shipped teacher `{pkg}` (`{info['command']}`): FID of the EMA "
                 f"generator every evaluation ({curve}; steps "
                 f"{info['fid_curve'][0]['step']:,}..{info['fid_curve'][-1]['step']:,}); "
-                f"the best, step {info['best_step']:,}, ships. "
+                f"the best, step {info['best_step']:,} of {info['steps_trained']:,} trained, ships. "
                 + ("The stop rule found its plateau." if info.get("stopped_early")
                    else "It stopped at its step cap, not at a plateau."),
                 "", f"![teacher FID curve]({self._rel(os.path.join(pkg, 'fid_curve.png'))})"]
@@ -133,7 +133,8 @@ class Report:
     if g["verdict"] == "pending":
       return [f"Pending: {g['reason']}."]
     lines = [f"At {MAIN_TARGET:.0%} fewer generator parameters, PPCD's mean FID over "
-             f"{len(self.values(MAIN_RUN))} seeds is {g['ppcd_mean']:.2f} against the "
+             f"{len(self.values(MAIN_RUN))} seed{'s' if len(self.values(MAIN_RUN)) != 1 else ''} "
+             f"is {g['ppcd_mean']:.2f} against the "
              f"teacher's {g['teacher_fid']:.2f}: {g['excess']:+.1%} "
              f"({'within' if g['within'] else 'not within'} {GOAL_FRACTION:.0%})."]
     for n, t in g["tests"].items():
