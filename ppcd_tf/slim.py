@@ -329,10 +329,12 @@ def slim_and_report(masked_generator: Generator, out_dir: str,
 
 
 def _generator_for(cfg: config_lib.Config, run_dir: str, checkpoint: Optional[str],
-                   key: str) -> Generator:
-  """The empty generator a run's checkpoint holds under `key`: masked for a PPCD run,
-  slim where the checkpoint was written after the switch to the slim width
-  (`ppcd_tf.slim_finetune`), else the plain BigGAN generator. Weights are restored."""
+                   key: str) -> "tuple[Generator, Optional[str]]":
+  """The empty generator a run's checkpoint holds under `key` (weights are restored
+  after): masked for a PPCD run, slim where the checkpoint was written after the
+  switch to the slim width (`ppcd_tf.slim_finetune`), else the plain BigGAN
+  generator. Also the checkpoint to restore: `checkpoint`, or where a switch record
+  made this look one up, the newest readable one (None: the latest readable)."""
   masked = cfg.run.mode == "ppcd" and cfg.distill.use_masks
   if masked:
     from ppcd_tf import slim_finetune
@@ -341,8 +343,9 @@ def _generator_for(cfg: config_lib.Config, run_dir: str, checkpoint: Optional[st
       if checkpoint is None:
         checkpoint = checkpoints.newest_readable(checkpoints.checkpoint_dir(run_dir))
       if slim_finetune.is_slim_checkpoint(switch, checkpoint):
-        return slim_finetune.build_slim_generator(cfg.model, switch["channels"], key)
-  return build_generator(cfg.model, masked=masked, name=key, init="N02")
+        return (slim_finetune.build_slim_generator(cfg.model, switch["channels"], key),
+                checkpoint)
+  return build_generator(cfg.model, masked=masked, name=key, init="N02"), checkpoint
 
 
 def restore_trained_generator(workdir: Optional[str] = None,
@@ -379,7 +382,7 @@ def restore_trained_generator(workdir: Optional[str] = None,
         f"{config_path} does not exist; pass --config=PATH to the run's config.json.")
   with open(config_path) as f:
     cfg = config_lib.Config.from_dict(json.load(f))
-  generator = _generator_for(cfg, run_dir, checkpoint, key)
+  generator, checkpoint = _generator_for(cfg, run_dir, checkpoint, key)
   if checkpoint:
     try:
       status = tf.train.Checkpoint(**{key: generator}).read(checkpoint)

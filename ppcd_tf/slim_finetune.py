@@ -43,7 +43,8 @@ from ppcd_tf import flops
 from ppcd_tf import slim as slim_lib
 from ppcd_tf.generator import Generator, GeneratorChannels, build_generator
 
-__all__ = ["SWITCH_FILE", "read_switch", "write_switch", "checkpoint_step",
+__all__ = ["SWITCH_FILE", "read_switch", "switch_record", "write_switch",
+           "checkpoint_step",
            "is_slim_checkpoint", "build_slim_generator", "slim_copy",
            "variable_slices", "slice_optimizer_state", "live_out_indices",
            "enter_slim_phase", "switch_to_slim"]
@@ -79,13 +80,18 @@ def read_switch(workdir: str) -> Optional[Dict]:
   return record
 
 
-def write_switch(workdir: str, step: int, masked_generator: Generator) -> Dict:
-  """Records the switch at `step` from `masked_generator`'s live channels."""
-  live = slim_lib.live_index_sets(masked_generator)
-  record = {"step": int(step), "channels": masked_generator.live_channels().to_dict(),
-            "live": {k: [int(i) for i in v] for k, v in live.items()}}
-  checkpoints.write_json_atomic(_path(workdir), record)
-  return read_switch(workdir)
+def switch_record(step: int, masked_generator: Generator) -> Dict:
+  """The switch record at `step` of `masked_generator`'s live channels (as `read_switch`
+  returns it)."""
+  return {"step": int(step), "channels": masked_generator.live_channels(),
+          "live": slim_lib.live_index_sets(masked_generator)}
+
+
+def write_switch(workdir: str, record: Dict) -> None:
+  """Writes `record` (`switch_record`) to WORKDIR/slim_switch.json."""
+  checkpoints.write_json_atomic(_path(workdir), {
+      "step": record["step"], "channels": record["channels"].to_dict(),
+      "live": {k: [int(i) for i in v] for k, v in record["live"].items()}})
 
 
 def checkpoint_step(prefix: str) -> int:
@@ -211,11 +217,9 @@ def switch_to_slim(trainer, step: int) -> None:
   workdir, then continues on slim copies (`enter_slim_phase`) with new checkpoint
   objects; checkpoints from here on hold the slim generators."""
   t = trainer
+  t.slim_switch = switch_record(step, t.G)
   if t.is_chief:
-    t.slim_switch = write_switch(t.workdir, step, t.G)
-  else:
-    live = slim_lib.live_index_sets(t.G)
-    t.slim_switch = {"step": int(step), "channels": t.G.live_channels(), "live": live}
+    write_switch(t.workdir, t.slim_switch)
   before = int(flops.live_macs(t.G))
   enter_slim_phase(t, copy=True)
   t._build_checkpoint()  # pylint: disable=protected-access

@@ -149,7 +149,7 @@ class UnitTest(absltest.TestCase):
     old = tf_keras.optimizers.Adam()
     old.build(old_vars)
     for v in old_vars:  # moments numbered by position, to see the slicing
-      for slot in slim_lib_slots(old, v):
+      for slot in _adam_slots(old, v):
         slot.assign(np.arange(np.prod(v.shape), dtype=np.float32).reshape(v.shape))
     old.iterations.assign(7)
     s = slim_finetune.slim_copy(g, "g")
@@ -164,14 +164,14 @@ class UnitTest(absltest.TestCase):
     live_out = g.blocks[0].mask_mid.live_indices()
     expected = np.arange(np.prod(conv_old.shape), dtype=np.float32).reshape(
         conv_old.shape)[:, :, live_in][..., live_out]
-    for slot in slim_lib_slots(new, conv_new):
+    for slot in _adam_slots(new, conv_new):
       np.testing.assert_array_equal(slot.numpy(), expected)
     with self.assertRaisesRegex(ValueError, "trainable variables"):
       slim_finetune.slice_optimizer_state(old, old_vars[:-1], new, s.trainable_variables,
                                           {})
 
 
-def slim_lib_slots(opt, var):
+def _adam_slots(opt, var):
   from ppcd_tf import dead_weights
   slots = dead_weights.optimizer_slots(opt, var)
   assert len(slots) == 2, slots
