@@ -16,17 +16,20 @@ help:  ## List the targets.
 venv:  ## Create .venv from requirements.txt (no-op when it is current).
 	@bash tools/bootstrap_venv.sh
 
-# Two pytest worker processes, one test file each at a time (pytest-xdist; BUILD.md
+# Two pytest worker processes, one test class (or module of plain functions) each at a
+# time, the longest first (tests/conftest.py HEAVY_FIRST; pytest-xdist; BUILD.md
 # "Tests"): TensorFlow's tracing is single-threaded Python, so a second process keeps
-# the second core busy. TEST_WORKERS=0 runs in one process.
+# the second core busy. TEST_WORKERS=0 runs in one process. -p no:unraisableexception:
+# that plugin's gc passes at exit cost each worker about 14 s with TensorFlow loaded.
 TEST_WORKERS ?= 2
-XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
+PYTEST := -m pytest -q -p no:unraisableexception
 
 test: venv  ## Whole suite, slow end-to-end tests included (CI runs this).
-	TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest -q $(XDIST) tests
+	TF_ENABLE_ONEDNN_OPTS=0 $(PY) $(PYTEST) $(XDIST) tests
 
 test-fast: venv  ## Suite without tests marked slow.
-	TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest -q $(XDIST) -m "not slow" tests
+	TF_ENABLE_ONEDNN_OPTS=0 $(PY) $(PYTEST) $(XDIST) -m "not slow" tests
 
 demo: venv  ## Main job end to end on the embedded mnist5k data (WORKDIR=runs/demo).
 	$(PY) -m tools.demo --workdir=$(WORKDIR)

@@ -210,7 +210,7 @@ class PruningConfig:
   mask_lr_scale: float = 10.0       # mask score learning rate = g_lr * scale
   cost_exponent: float = 1.0        # rank by sigmoid(score) / relative_cost ** exponent
   min_channel_fraction: float = 0.05  # every mask keeps at least this share (and >= 1)
-  importance: str = "learned"       # one of IMPORTANCES (ppcd_tf.importance)
+  importance: str = "taylor"        # one of IMPORTANCES (ppcd_tf.importance)
   slim_finetune: bool = True        # after end_step, train the dense slim G (slim_finetune.py)
 
   def validate(self) -> None:

@@ -129,10 +129,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                      "Share of each mask's channels that is never pruned (at least 1), "
                      "so no block is cut down to a single channel.", **m)
   flags.DEFINE_enum("prune_importance", pd.importance, list(config_lib.IMPORTANCES),
-                    "What ranks channels for pruning (ppcd_tf.importance): 'learned' (the "
-                    "trained mask scores, sigmoid(score)), 'taylor' (first-order Taylor "
-                    "importance of each mask gate, averaged since the last event, Molchanov "
-                    "et al. 2019), 'cost' (cost alone: the ablation of any importance), "
+                    "What ranks channels for pruning (ppcd_tf.importance): 'taylor' (the "
+                    "default: first-order Taylor importance of each mask gate, averaged "
+                    "since the last event, Molchanov et al. 2019), 'learned' (the trained "
+                    "mask scores, sigmoid(score); ranked per unit of cost they are decided "
+                    "by cost and need a high --prune_min_channel_fraction), 'cost' (cost alone: the ablation of any importance), "
                     "'l1' (baseline: L1 filter norm of the current weights, Li et al. 2017) "
                     "or 'uniform_l1' (baseline: every layer kept at the same fraction of "
                     "its width, by L1 filter norm within the layer).", **m)

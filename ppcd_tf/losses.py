@@ -177,7 +177,7 @@ def mask_sparsity_loss(scores: Sequence[tf.Tensor], alive: Sequence[tf.Tensor],
   Args:
     scores: list of [C_m] mask score variables.
     alive: list of [C_m] 0/1 alive masks (pruned channels contribute nothing).
-    costs: per-mask parameter cost of one channel (python floats).
+    costs: per-mask parameter cost of one channel (floats or scalar tensors).
   Returns:
     Scalar float32.
   """
@@ -190,8 +190,9 @@ def mask_sparsity_loss(scores: Sequence[tf.Tensor], alive: Sequence[tf.Tensor],
   for s, a, c in zip(scores, alive, costs):
     _check_same_shape("score", s, "alive", a)
     a = tf.stop_gradient(tf.cast(a, tf.float32))
-    num.append(float(c) * tf.reduce_sum(a * tf.sigmoid(tf.cast(s, tf.float32))))
-    den.append(float(c) * tf.reduce_sum(a))
+    c = tf.cast(c, tf.float32)
+    num.append(c * tf.reduce_sum(a * tf.sigmoid(tf.cast(s, tf.float32))))
+    den.append(c * tf.reduce_sum(a))
   return tf.add_n(num) / (tf.add_n(den) + _EPS)
 
 

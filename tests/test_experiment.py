@@ -88,6 +88,10 @@ class ConfigTest(absltest.TestCase):
           continue
         self.assertTrue(d.use_masks)
         self.assertEqual(p.importance, run.importance)
+        # The one-shot L1 baseline ranks by its normalised norms alone (one global
+        # threshold); every other global ranking per unit of cost.
+        self.assertEqual(p.cost_exponent, 0.0 if name.startswith("oneshot_l1") and
+                         name != "oneshot_l1_cost" else 1.0, name)
         if run.one_shot:
           self.assertEqual((p.schedule, p.begin_step, p.end_step), ("constant", 0, 1))
         else:
@@ -121,6 +125,14 @@ class ConfigTest(absltest.TestCase):
     self.assertEqual(exp.result_path("teacher"), os.path.join(root, "results", "teacher.json"))
     self.assertEqual(exp.result_path("oneshot_l1", 4),
                      os.path.join(root, "results", "seed4", "oneshot_l1.json"))
+
+  def test_budget_families(self):
+    self.assertEqual(experiment.budget_family("ppcd_t"),
+                     ["ppcd_t81", "ppcd_t50", "ppcd_t70", "ppcd_t90"])
+    # The cost-weighted one-shot variant is a different method, not a budget.
+    self.assertEqual(experiment.budget_family("oneshot_l1"),
+                     ["oneshot_l1", "oneshot_l1_t50", "oneshot_l1_t70", "oneshot_l1_t90"])
+    self.assertEqual(experiment.budget_family("uniform_l1"), ["uniform_l1"])
 
   def test_registry_order_and_dependencies(self):
     names = list(experiment.RUNS)

@@ -81,9 +81,11 @@ class PpcdTest(absltest.TestCase):
     """Student starts as the teacher, reaches the target, masks binary, terms logged."""
     wd = os.path.join(_workroot(), "ppcd")
     # The masked G to the end, to watch the frozen masks (the switch to the slim G
-    # after the last event: tests/test_slim_finetune.py).
+    # after the last event: tests/test_slim_finetune.py); ranked by the trained scores
+    # (not the default Taylor importance), to watch them train and freeze.
     trainer = train_lib.Trainer(_ppcd_cfg(wd, distill=dict(lambda_pix=0.0),
-                                          pruning=dict(slim_finetune=False)))
+                                          pruning=dict(slim_finetune=False,
+                                                       importance="learned")))
     z = tf.random.stateless_normal([3, trainer.model_cfg.z_dim], seed=[5, 6])
     y = tf.constant([0, 4, 9], tf.int32)
     np.testing.assert_allclose(trainer.G((z, y), training=False).numpy(),

@@ -36,6 +36,7 @@ the experiment can be stopped and restarted freely, e.g. in session-sized chunks
   teacher               the teacher (evaluation and export in WORKDIR/teacher_outputs)
   ppcd_t81              PPCD: learned masks, progressive, distillation, 81% removed
   oneshot_l1            structured: one-shot global L1-filter pruning + distillation
+                        (one threshold on layer-normalised norms, no cost weighting)
   uniform_l1_distill    structured: uniform-width L1 slimming + distillation
   uniform_l1            structured: uniform-width L1 slimming, GAN loss only
   no_distill            PP-Res pruning without distillation
@@ -48,6 +49,7 @@ the experiment can be stopped and restarted freely, e.g. in session-sized chunks
   no_att/no_cam/no_pix  PPCD with one distillation term removed
   ppcd_t50/t70/t90      PPCD at the other budgets
   oneshot_l1_t50/...    the one-shot baseline at the other budgets
+  oneshot_l1_cost       the one-shot baseline ranked per unit of cost (degenerate)
 
 Results go to `--results` as they finish (RESULTS/teacher.json,
 RESULTS/seed<N>/<run>.json, sample grids), so they can be committed one by one.
@@ -60,6 +62,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 from typing import Dict, List, Optional, Sequence
 
@@ -126,6 +129,7 @@ class Run:
   importance: str = "taylor"       # PruningConfig.importance (ppcd kind): PPCD's ranking
   one_shot: bool = False           # prune to the target at step 0
   total_steps: bool = False        # scratch: teacher + student steps
+  cost_exponent: float = 1.0       # PruningConfig.cost_exponent (global rankings)
 
 
 def _registry() -> List[Run]:
@@ -136,10 +140,15 @@ def _registry() -> List[Run]:
 
   ppcd = {t: Run(f"ppcd_t{pct(t)}", "ppcd", f"PPCD ({t:.0%} removed)", "student",
                  target=t) for t in TARGETS}
+  # One global threshold on the layer-normalised L1 norms, no cost weighting (as
+  # network slimming's global threshold, Liu et al. 2017). Ranked per unit of cost
+  # instead, the cheap-per-channel masks keep everything and the residual stream is
+  # cut to its floor (2 channels: oneshot_l1_cost, kept as the record of that).
   oneshot = {t: Run("oneshot_l1" + ("" if t == MAIN_TARGET else f"_t{pct(t)}"), "ppcd",
                     "One-shot L1 pruning + distillation"
                     + ("" if t == MAIN_TARGET else f" ({t:.0%} removed)"), "student",
-                    target=t, importance="l1", one_shot=True) for t in TARGETS}
+                    target=t, importance="l1", one_shot=True, cost_exponent=0.0)
+             for t in TARGETS}
   slim = (MAIN_RUN,)
   return [
       Run("teacher", "teacher", "Teacher (BigGAN)", "reference"),
@@ -166,10 +175,20 @@ def _registry() -> List[Run]:
       Run("no_cam", "ppcd", "PPCD without CAM term", "student", distill=dict(lambda_cam=0.0)),
       Run("no_pix", "ppcd", "PPCD without pixel term", "student", distill=dict(lambda_pix=0.0)),
   ] + [ppcd[t] for t in TARGETS if t != MAIN_TARGET] + [
-      oneshot[t] for t in TARGETS if t != MAIN_TARGET]
+      oneshot[t] for t in TARGETS if t != MAIN_TARGET] + [
+      Run("oneshot_l1_cost", "ppcd", "One-shot L1 per unit of cost + distillation "
+          "(degenerate: residual stream at its floor)", "student", importance="l1",
+          one_shot=True, cost_exponent=1.0)]
 
 
 RUNS = {r.name: r for r in _registry()}
+
+
+def budget_family(family: str) -> List[str]:
+  """The runs of one method at every budget: 'ppcd_t' -> ppcd_t50 ... ppcd_t90,
+  'oneshot_l1' -> oneshot_l1 and oneshot_l1_t50 ...; any other run name -> itself."""
+  pattern = re.compile(re.escape(family) + (r"\d+" if family.endswith("_t") else r"(_t\d+)?"))
+  return [n for n in RUNS if pattern.fullmatch(n)]
 
 
 class Experiment:
@@ -287,7 +306,8 @@ class Experiment:
     cfg = self.base.replace(**common).replace(
         run=dict(mode="ppcd"), distill=distill,
         pruning=dict(target_fraction=run.target, importance=run.importance,
-                     min_channel_fraction=self.min_channel_fraction(run), **sched))
+                     min_channel_fraction=self.min_channel_fraction(run),
+                     cost_exponent=run.cost_exponent, **sched))
     if run.kind == "magnitude":
       from ppcd_tf import baselines
       return baselines.magnitude_config(cfg, teacher)
@@ -373,6 +393,7 @@ class Experiment:
     result = dict(
         name=run.name, label=run.label, kind=run.kind, view=run.view, target=run.target,
         importance=run.importance if run.kind == "ppcd" else None, one_shot=run.one_shot,
+        cost_exponent=run.cost_exponent if run.kind == "ppcd" else None,
         params=params, macs=cost.total_macs,
         fid=ev["fid"], kid_mean=ev["kid_mean"], kid_std=ev["kid_std"],
         intra_fid=ev.get("intra_fid"), is_mean=ev["is_mean"],

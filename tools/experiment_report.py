@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ppcd_tf import stats
-from tools.experiment import MAIN_RUN, MAIN_TARGET, RUNS, STRUCTURED
+from tools.experiment import MAIN_RUN, MAIN_TARGET, RUNS, STRUCTURED, budget_family
 
 __all__ = ["Report", "GOAL_FRACTION"]
 
@@ -306,7 +306,7 @@ class Report:
                             (best, f"{RUNS[best].label} (best structured)" if best else "")):
         if not family or (family == best and best.startswith("oneshot_l1")):
           continue
-        names = [n for n in RUNS if n.startswith(family) and n in self.runs]
+        names = [n for n in budget_family(family) if n in self.runs]
         pts = sorted((self.one(n)[key] / ref, np.mean(self.values(n)),
                       np.std(self.values(n), ddof=1) if len(self.values(n)) > 1 else 0.0)
                      for n in names)
