@@ -3,7 +3,8 @@
 Entry points wrap their work in `with friendly_errors():`. Known error types
 (bad config, bad data, unusable checkpoint, diverged training) print
 `error: <message>` to stderr and exit with status 2 (1 for a diverged run),
-instead of a TensorFlow stack trace. Anything else propagates unchanged so real
+instead of a TensorFlow stack trace. Training stopped by SIGTERM after saving
+(`stop_signal.Stopped`) prints `stopped: <message>` and exits with 143. Anything else propagates unchanged so real
 bugs keep their traceback.
 """
 
@@ -39,8 +40,12 @@ USER_ERRORS = None
 def friendly_errors():
   global USER_ERRORS
   USER_ERRORS = USER_ERRORS or _user_error_types()
+  from ppcd_tf import stop_signal
   try:
     yield
+  except stop_signal.Stopped as e:  # SIGTERM: saved, resumable; not an error
+    print(f"stopped: {e}", file=sys.stderr)
+    sys.exit(stop_signal.exit_code(e.signal_name))
   except USER_ERRORS as e:  # type: ignore[misc]
     code = 1 if type(e).__name__ == "TrainingDivergedError" else 2
     print(f"error: {e}", file=sys.stderr)

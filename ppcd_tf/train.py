@@ -5,11 +5,11 @@
   python -m ppcd_tf.train --flagfile=configs/mnist32_quick.cfg --mode=ppcd \
       --teacher_dir=runs/demo/teacher --workdir=runs/demo/ppcd
 
-A rerun with the same --workdir resumes from the latest checkpoint. TensorBoard:
+A rerun with the same --workdir resumes from the latest checkpoint. SIGTERM stops
+after saving a checkpoint of the current step (exit status 143; ppcd_tf/stop_signal.py).
+TensorBoard:
 `tensorboard --logdir=<workdir>`. `--help` lists every flag by group.
 """
-
-import sys
 
 from absl import app, flags, logging
 

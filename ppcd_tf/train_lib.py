@@ -72,6 +72,7 @@ from ppcd_tf import losses
 from ppcd_tf import precision as precision_lib
 from ppcd_tf import pruning
 from ppcd_tf import slim_finetune
+from ppcd_tf import stop_signal
 from ppcd_tf.discriminator import build_discriminator
 from ppcd_tf.generator import build_generator
 from ppcd_tf.layers.conditional_batchnorm import cross_replica_batch_norm
@@ -840,7 +841,8 @@ class Trainer:
 
     With `time_limit_s`, training also stops at the first checkpoint (and its
     evaluation, if any) written after that many seconds, so a long run can be
-    trained in chunks that lose nothing.
+    trained in chunks that lose nothing. SIGTERM saves the current step and raises
+    `stop_signal.Stopped` (ppcd_tf.stop_signal).
 
     The losses stay on the device between reads: they are read on the host (one
     sync) every `--log_every` steps and at every step that samples, saves or
@@ -865,72 +867,83 @@ class Trainer:
     events = []
     history = self._eval_history(step)
     stopped_early = self._plateaued(history)
-    while step < stop and not stopped_early:
-      self._prune_before_step(step, events)
-      if (self.masked and not self.slim_phase and self.cfg.pruning.slim_finetune
-          and self.controller.schedule.is_frozen(step)):
-        slim_finetune.switch_to_slim(self, step)
-      if self.masked and not self.slim_phase:
-        frozen = self.controller.schedule.is_frozen(step)
-        if frozen != self._masks_frozen:
-          self.set_masks_trainable(not frozen)
-          self._masks_frozen = frozen
-      device_logs = self.run_step()
-      step += 1
-      last = step == stop
-      log_now = step % r.log_every == 0 or last
-      sample_now = step % r.sample_every == 0 or last
-      save_now = step % r.save_every == 0 or last
-      eval_now = bool(r.eval_every) and (step % r.eval_every == 0 or last)
-      norms_now = bool(self.terms and r.grad_norm_every) and step % r.grad_norm_every == 0
-      if norms_now:
-        self._write_gradient_norms(step)
-      if not (log_now or sample_now or save_now or eval_now):
-        continue
-      logs = read_logs(device_logs)
-      self._check_finite(logs, step)
-      if bar is not None:
-        shown = [(k, v) for k, v in logs.items() if k in ("d_loss", "g_adv", "g_total")]
-        if self.masked:
-          shown.append(("live_params", float(flops.live_params(self.G))))
-        bar.update(step, values=shown)
-      if log_now:
-        now = time.time()
-        sps = (step - s_last) / max(now - t_last, 1e-9)
-        t_last, s_last = now, step
-        self._write_summaries(step, logs, sps)
-      if sample_now:
-        self._write_samples(step)
-      if save_now:
-        self.save(step)
-      if eval_now:
-        result = self.evaluate(step)
-        logging.info("step %d: FID %.3f, class accuracy %s", step, result["fid"],
-                     result.get("class_accuracy"))
-        history.append(dict(result, step=step))
-        if early_stop.best_evaluation(history)[0] == step:
-          self._save_best(step)
-        stopped_early = self._plateaued(history)
-        if stopped_early:
-          if not save_now:
-            self.save(step)
-          logging.info("step %d: FID has not improved by more than %.1f%% over %d "
-                       "evaluations; stopping (best: %s)", step,
-                       100 * r.early_stop_min_delta, r.early_stop_evals,
-                       early_stop.best_evaluation(history))
-      if time_limit_s is not None and save_now and time.time() - start > time_limit_s:
-        break  # after this step's checkpoint and evaluation: a rerun resumes here
+    signalled = False
+    with stop_signal.StopRequest() as stop_request:
+      while step < stop and not stopped_early:
+        self._prune_before_step(step, events)
+        if (self.masked and not self.slim_phase and self.cfg.pruning.slim_finetune
+            and self.controller.schedule.is_frozen(step)):
+          slim_finetune.switch_to_slim(self, step)
+        if self.masked and not self.slim_phase:
+          frozen = self.controller.schedule.is_frozen(step)
+          if frozen != self._masks_frozen:
+            self.set_masks_trainable(not frozen)
+            self._masks_frozen = frozen
+        device_logs = self.run_step()
+        step += 1
+        # SIGTERM (ppcd_tf.stop_signal): check the losses and save this step, then stop
+        # (no samples or evaluation: a scheduler's grace period is short).
+        signalled = stop_request.signal_name is not None
+        last = step == stop
+        log_now = step % r.log_every == 0 or last or signalled
+        sample_now = step % r.sample_every == 0 or last
+        save_now = step % r.save_every == 0 or last or signalled
+        eval_now = bool(r.eval_every) and (step % r.eval_every == 0 or last)
+        norms_now = bool(self.terms and r.grad_norm_every) and step % r.grad_norm_every == 0
+        if norms_now:
+          self._write_gradient_norms(step)
+        if not (log_now or sample_now or save_now or eval_now):
+          continue
+        logs = read_logs(device_logs)
+        self._check_finite(logs, step)
+        if bar is not None:
+          shown = [(k, v) for k, v in logs.items() if k in ("d_loss", "g_adv", "g_total")]
+          if self.masked:
+            shown.append(("live_params", float(flops.live_params(self.G))))
+          bar.update(step, values=shown)
+        if log_now:
+          now = time.time()
+          sps = (step - s_last) / max(now - t_last, 1e-9)
+          t_last, s_last = now, step
+          self._write_summaries(step, logs, sps)
+        if sample_now:
+          self._write_samples(step)
+        if save_now:
+          self.save(step)
+        if eval_now:
+          result = self.evaluate(step)
+          logging.info("step %d: FID %.3f, class accuracy %s", step, result["fid"],
+                       result.get("class_accuracy"))
+          history.append(dict(result, step=step))
+          if early_stop.best_evaluation(history)[0] == step:
+            self._save_best(step)
+          stopped_early = self._plateaued(history)
+          if stopped_early:
+            if not save_now:
+              self.save(step)
+            logging.info("step %d: FID has not improved by more than %.1f%% over %d "
+                         "evaluations; stopping (best: %s)", step,
+                         100 * r.early_stop_min_delta, r.early_stop_evals,
+                         early_stop.best_evaluation(history))
+        if time_limit_s is not None and save_now and time.time() - start > time_limit_s:
+          break  # after this step's checkpoint and evaluation: a rerun resumes here
+        if signalled:
+          break
     if bar is not None and stopped_early:
       bar.update(step, finalize=True)
     self._writer.flush()
     wall = time.time() - start
     summary = self._final_summary(step, logs, wall)
+    if signalled:
+      summary["stopped_by_signal"] = stop_request.signal_name
     if r.eval_every:
       best_step, best_fid = early_stop.best_evaluation(history)
       summary.update(stopped_early=stopped_early, best_eval_step=best_step,
                      best_fid=best_fid, evaluations=len(history))
     if self.is_chief:
       checkpoints.write_json_atomic(os.path.join(self.workdir, "train_summary.json"), summary)
+    if signalled:
+      raise stop_signal.Stopped(stop_request.signal_name, step, self.workdir)
     return summary
 
   def _eval_history(self, step: int) -> List[Dict]:

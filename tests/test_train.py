@@ -233,9 +233,10 @@ def _reference_g_grads(trainer, step):
         "pix": lambda: losses.pixel_l1_loss(fake, t_images)}
     for name, weight in trainer.terms.items():
       total = total + weight * terms[name]()
-    total = total + trainer.cfg.pruning.sparsity_weight * losses.mask_sparsity_loss(
-        trainer.mask_scores, [mk.alive for _, mk in trainer.G.masks],
-        [float(c) for c in trainer.mask_costs.numpy()[:len(trainer.mask_scores)]])
+    if trainer.train_scores:  # the scores' L1 term ('learned' ranking only)
+      total = total + trainer.cfg.pruning.sparsity_weight * losses.mask_sparsity_loss(
+          trainer.mask_scores, [mk.alive for _, mk in trainer.G.masks],
+          [float(c) for c in trainer.mask_costs.numpy()[:len(trainer.mask_scores)]])
   return total, tape.gradient(total, var_list)
 
 

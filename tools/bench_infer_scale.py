@@ -50,6 +50,7 @@ Writes --out_json and --out_md (default docs/bench/bench_infer_scale.{json,md}).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import platform
@@ -153,6 +154,9 @@ def ppcd_allocation(model_cfg, pruning_cfg: config_lib.PruningConfig, init: str 
   full = flops.generator_cost(model_cfg)
   metric = "macs" if pruning_cfg.budget_macs else "params"
   full_cost = full.total_macs if metric == "macs" else full.total_params
+  if pruning_cfg.importance in ("taylor", "learned"):
+    # Both need training to differ from equal importances; untrained, they rank by cost.
+    pruning_cfg = dataclasses.replace(pruning_cfg, importance="cost")
   controller = pruning.PruningController.from_config(masked, pruning_cfg, full_cost)
   event = controller.prune_to(controller.final_budget)
   kept = controller.channels_kept()
@@ -537,9 +541,9 @@ def markdown(report: Dict[str, Any]) -> str:
       f"masked| {pp['max_abs_diff_slim_vs_masked']:.2g}). Equal scores leave the ranking "
       "`sigmoid(score) / relative cost` to the cost: the most expensive channels go "
       f"first and {len(floors)} of {len(pp['masks'])} masks end at their floor "
-      f"({', '.join(floors)}). Trained mask scores barely differ, so this is the "
-      "allocation the current controller produces in training as well: cost and "
-      "the per-mask floor decide, not learned importance. The budget counts "
+      f"({', '.join(floors)}). Nothing is trained here, so this is the cost-only "
+      "allocation (`--prune_importance=cost`); in training the default Taylor "
+      "importance moves channels between layers (docs/RESULTS.md). The budget counts "
       f"{pp['metric']}: a channel's parameter cost grows with the widths of the layers "
       "it connects, not with resolution, so the wide low-resolution blocks are cut "
       "and the narrow high-resolution ones, which hold most of the MACs, are kept; "
