@@ -42,13 +42,45 @@ class DemoTest(absltest.TestCase):
     for who in ("teacher", "student_slim"):
       self.assertGreater(report[who]["fid"], 0)
     self.assertIn("| PPCD slim (int8) |", report["table"])
-    # A second run reuses every finished stage (no retraining: same checkpoints).
+    # A second run reuses every finished stage: no retraining (same checkpoints), no
+    # re-export (the TFLite files are not rewritten), the same latencies and metrics.
     before = sorted(os.listdir(os.path.join(workdir, "ppcd", "checkpoints")))
-    demo.run_demo(workdir, os.path.join(ROOT, "configs", "tiny_test.cfg"),
-                  num_samples=40, latency_repeats=3, classifier_epochs=1,
-                  teacher_dir=teacher_dir)
+    exported = {n: os.stat(os.path.join(workdir, "export", f"{n}.tflite")).st_mtime_ns
+                for n in ("teacher_fp32", "slim_fp32", "slim_int8")}
+    again = demo.run_demo(workdir, os.path.join(ROOT, "configs", "tiny_test.cfg"),
+                          num_samples=40, latency_repeats=3, classifier_epochs=1,
+                          teacher_dir=teacher_dir)
     self.assertEqual(sorted(os.listdir(os.path.join(workdir, "ppcd", "checkpoints"))),
                      before)
+    self.assertEqual({n: os.stat(os.path.join(workdir, "export", f"{n}.tflite")).st_mtime_ns
+                      for n in exported}, exported)
+    self.assertEqual(again["table"], result["table"])
+
+
+class StageReuseTest(absltest.TestCase):
+
+  def test_reused_only_for_the_same_key_with_its_files(self):
+    import numpy as np
+    from tools import demo
+    wd, calls = tempfile.mkdtemp(), []
+
+    def compute(v):
+      def f():
+        calls.append(v)
+        return {"fid": np.float32(v)}
+      return f
+
+    key = dict(student="ckpt-6", num_samples=40)
+    self.assertEqual(demo._reused(wd, "evaluate", key, compute(1.5)), {"fid": 1.5})
+    self.assertEqual(demo._reused(wd, "evaluate", dict(key), compute(2.5)), {"fid": 1.5})
+    self.assertEqual(calls, [1.5])  # reused: same key
+    self.assertEqual(demo._reused(wd, "evaluate", dict(key, student="ckpt-8"),
+                                  compute(3.5)), {"fid": 3.5})  # a newer checkpoint
+    self.assertEqual(demo._reused(wd, "evaluate", dict(key, student="ckpt-8"),
+                                  compute(4.5), still_there=False), {"fid": 4.5})
+    self.assertEqual(demo._reused(wd, "export", key, compute(5.5)), {"fid": 5.5})
+    self.assertEqual(calls, [1.5, 3.5, 4.5, 5.5])
+    self.assertIsInstance(demo._reused(wd, "export", key, compute(6.5))["fid"], float)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
       [--teacher_dir=assets/teachers/mnist32]
 
 Stages (each reuses what an earlier run already finished in the workdir, and a
-training stage that was interrupted resumes from its checkpoint):
+training stage that was interrupted resumes from its checkpoint; the exports, their
+latencies and the evaluations are reused while the student's checkpoint, the teacher
+and the settings they were made with are the same, WORKDIR/demo_stages.json):
   1. teacher      BigGAN teacher            WORKDIR/teacher, or --teacher_dir as it is
                                             (a packaged teacher: checksums verified)
   2. classifier   metrics classifier        WORKDIR/classifier
@@ -17,6 +19,7 @@ training stage that was interrupted resumes from its checkpoint):
   8. report       table on stdout, WORKDIR/demo_report.{json,md}
 """
 
+import json
 import os
 import time
 
@@ -55,6 +58,45 @@ STAGES = ("teacher", "classifier", "ppcd", "slim", "export", "samples", "evaluat
 def _stage(i: int, text: str) -> float:
   print(f"\n=== [{i}/{len(STAGES)}] {text} ===", flush=True)
   return time.time()
+
+
+STAGE_CACHE = "demo_stages.json"
+
+
+def _reused(workdir: str, stage: str, key: dict, compute, still_there: bool = True):
+  """`compute()`, or what an earlier run stored for `stage` under the same `key`
+  (when `still_there`: the files it made are still on disk)."""
+  from ppcd_tf import files
+  path = os.path.join(workdir, STAGE_CACHE)
+  try:
+    with open(path) as f:
+      cache = json.load(f)
+  except (OSError, ValueError):
+    cache = {}
+  hit = cache.get(stage)
+  if hit and hit.get("key") == key and still_there:
+    print(f"    reused from an earlier run ({STAGE_CACHE})", flush=True)
+    return hit["value"]
+  # As JSON reads it back (numpy scalars as numbers), so a reused value is the same.
+  value = json.loads(json.dumps(compute(), default=lambda x: x.item()))
+  cache[stage] = dict(key=key, value=value)
+  files.write_json_atomic(path, cache)
+  return value
+
+
+def _finished_run(workdir: str, num_steps: int):
+  """The training summary of a run in `workdir` that reached `num_steps`, else None."""
+  from ppcd_tf import checkpoints
+  try:
+    with open(os.path.join(workdir, "train_summary.json")) as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return None
+  ckpts = checkpoints.all_checkpoints(checkpoints.checkpoint_dir(workdir))
+  if (summary.get("step", -1) < num_steps or summary.get("stopped_by_signal") or not ckpts
+      or not ckpts[-1].endswith(f"ckpt-{summary['step']}")):
+    return None
+  return summary
 
 
 def _done(start: float, what: str) -> None:
@@ -103,7 +145,11 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
                 f"parameters while distilling -> {pdir}")
   ppcd_cfg = base.replace(run=dict(workdir=pdir, mode="ppcd"),
                           distill=dict(teacher_dir=tdir)).validate()
-  ppcd_summary = train_lib.train(ppcd_cfg)
+  ppcd_summary = _finished_run(pdir, ppcd_cfg.optim.num_steps)
+  if ppcd_summary is None:
+    ppcd_summary = train_lib.train(ppcd_cfg)
+  else:
+    print(f"    finished earlier at step {ppcd_summary['step']}", flush=True)
   _done(s, f"student live parameters {ppcd_summary['live_params']:,} "
            f"({ppcd_summary['live_fraction']:.1%} of the teacher)")
 
@@ -113,14 +159,25 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
            f"max |slim - masked| = {report['max_abs_diff']:.2e}")
 
   s = _stage(5, f"export TFLite -> {edir}")
-  slim_g = slim.load_slim_generator(os.path.join(pdir, "slim"))
-  teacher_g, _ = slim.restore_trained_generator(workdir=tdir)
-  exports = {
-      name: pipeline.export_and_time(g, os.path.join(edir, f"{name}.tflite"),
-                                     latency_repeats, quantize)
-      for name, g, quantize in (("teacher_fp32", teacher_g, "none"),
-                                ("slim_fp32", slim_g, "none"),
-                                ("slim_int8", slim_g, "int8"))}
+  # What the exports and evaluations depend on: the student's last checkpoint, the
+  # teacher's, the classifier and the settings.
+  made_from = dict(
+      student=checkpoints.all_checkpoints(checkpoints.checkpoint_dir(pdir))[-1],
+      teacher=teacher_asset.check_teacher_dir(tdir)[1], teacher_dir=os.path.abspath(tdir),
+      classifier_accuracy=acc, num_samples=num_samples, latency_repeats=latency_repeats)
+  names = ("teacher_fp32", "slim_fp32", "slim_int8")
+
+  def export_all():
+    slim_g = slim.load_slim_generator(os.path.join(pdir, "slim"))
+    teacher_g, _ = slim.restore_trained_generator(workdir=tdir)
+    return {name: pipeline.export_and_time(g, os.path.join(edir, f"{name}.tflite"),
+                                           latency_repeats, quantize)
+            for name, g, quantize in (("teacher_fp32", teacher_g, "none"),
+                                      ("slim_fp32", slim_g, "none"),
+                                      ("slim_int8", slim_g, "int8"))}
+
+  exports = _reused(workdir, "export", made_from, export_all, still_there=all(
+      os.path.exists(os.path.join(edir, f"{n}.tflite")) for n in names))
   _done(s, ", ".join(f"{k} {v['file_size_bytes'] / 1024:.0f} KiB" for k, v in exports.items()))
 
   s = _stage(6, f"sample grids through the LiteRT interpreter -> {sdir}")
@@ -139,11 +196,11 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
   s = _stage(7, f"evaluate teacher and slim student ({num_samples} samples each)")
   extractor = f"classifier:{cdir}"
   stats_dir = os.path.join(workdir, "reference_stats")
-  ev_teacher = evaluate.evaluate_workdir(tdir, "ema", extractor, num_samples,
-                                         stats_dir=stats_dir,
-                                         out_dir=os.path.join(workdir, "eval", "teacher"))
-  ev_student = evaluate.evaluate_workdir(pdir, "slim", extractor, num_samples,
-                                         stats_dir=stats_dir)
+  ev_teacher, ev_student = _reused(workdir, "evaluate", made_from, lambda: (
+      evaluate.evaluate_workdir(tdir, "ema", extractor, num_samples, stats_dir=stats_dir,
+                                out_dir=os.path.join(workdir, "eval", "teacher")),
+      evaluate.evaluate_workdir(pdir, "slim", extractor, num_samples,
+                                stats_dir=stats_dir)))
   _done(s, f"FID teacher {ev_teacher['fid']:.2f}, slim student {ev_student['fid']:.2f}")
 
   s = _stage(8, "report")
