@@ -9,38 +9,63 @@ from ppcd_tf import baselines, flops
 from tests import tiny_runs
 
 
+def _masks(trainer):
+  return [m.numpy() for w in trainer.wrappers for _, m, _ in w.pruning_vars]
+
+
+def _spy_mask_changes(trainer, changed):
+  """Records in `changed` the step counter after every training step that changed a
+  tfmot mask, and (with --jit_compile, where tfmot's update runs eagerly just before
+  the step) the step whose pruning turn changed one."""
+  real_step, real_prune = trainer.run_step, trainer._prune_before_step  # pylint: disable=protected-access
+
+  def spy_step():
+    before = _masks(trainer)
+    logs = real_step()
+    if any((a != b).any() for a, b in zip(before, _masks(trainer))):
+      changed.append(int(trainer.step.numpy()))
+    return logs
+
+  def spy_prune(step, events):
+    before = _masks(trainer)
+    real_prune(step, events)
+    if any((a != b).any() for a, b in zip(before, _masks(trainer))):
+      changed.append(step + 1)
+  trainer.run_step, trainer._prune_before_step = spy_step, spy_prune  # pylint: disable=protected-access
+
+
 class MagnitudeBaselineTest(absltest.TestCase):
 
-  def test_reaches_budget_strips_to_sparse_generator_and_resumes(self):
+  @classmethod
+  def setUpClass(cls):
+    # One run without XLA, watched: the tests below read it (the XLA test compares
+    # against it instead of training it a second time).
+    super().setUpClass()
     wd = os.path.join(tiny_runs.root(), "magnitude")
-    cfg = baselines.magnitude_config(
+    cls.cfg = baselines.magnitude_config(
         tiny_runs.ppcd_cfg(wd, tiny_runs.teacher()), tiny_runs.teacher())
-    trainer = baselines.MagnitudePruningTrainer(cfg)
-    # Starts as the teacher.
-    z = tf.random.stateless_normal([2, trainer.model_cfg.z_dim], seed=[1, 2])
-    y = tf.constant([1, 2], tf.int32)
-    np.testing.assert_allclose(trainer.G((z, y), training=False).numpy(),
-                               trainer.teacher_G((z, y), training=False).numpy(), atol=1e-6)
-    # The EMA restarts right after every training step in which tfmot may update
-    # the masks (its pruning turns), as PPCD's does after its pruning events.
-    restarts, changed = [], []
-    real_restart, real_step = trainer.restart_ema, trainer.run_step
-
-    def masks():
-      return [m.numpy() for w in trainer.wrappers for _, m, _ in w.pruning_vars]
+    cls.trainer = trainer = baselines.MagnitudePruningTrainer(cls.cfg)
+    cls.z = tf.random.stateless_normal([2, trainer.model_cfg.z_dim], seed=[1, 2])
+    cls.y = tf.constant([1, 2], tf.int32)
+    cls.start = (trainer.G((cls.z, cls.y), training=False).numpy(),
+                 trainer.teacher_G((cls.z, cls.y), training=False).numpy())
+    cls.restarts, cls.changed = [], []
+    real_restart = trainer.restart_ema
 
     def spy_restart():
-      restarts.append(int(trainer.step.numpy()))
+      cls.restarts.append(int(trainer.step.numpy()))
       real_restart()
+    trainer.restart_ema = spy_restart
+    _spy_mask_changes(trainer, cls.changed)
+    cls.summary = trainer.fit(progress=False)
 
-    def spy_step():
-      before = masks()
-      logs = real_step()
-      if any((a != b).any() for a, b in zip(before, masks())):
-        changed.append(int(trainer.step.numpy()))
-      return logs
-    trainer.restart_ema, trainer.run_step = spy_restart, spy_step
-    summary = trainer.fit(progress=False)
+  def test_reaches_budget_strips_to_sparse_generator_and_resumes(self):
+    cfg, trainer, summary, z, y = self.cfg, self.trainer, self.summary, self.z, self.y
+    # Started as the teacher.
+    np.testing.assert_allclose(*self.start, atol=1e-6)
+    # The EMA restarts right after every training step in which tfmot may update
+    # the masks (its pruning turns), as PPCD's does after its pruning events.
+    restarts, changed = self.restarts, self.changed
     p = cfg.pruning
     self.assertEqual(restarts, list(range(p.begin_step + 1, p.end_step + 2, p.frequency)))
     self.assertNotEmpty(changed)
@@ -65,40 +90,21 @@ class MagnitudeBaselineTest(absltest.TestCase):
 
   def test_jit_compiled_magnitude_baseline_prunes_at_the_same_steps(self):
     # With --jit_compile tfmot's mask update runs eagerly before the step instead
-    # of inside the compiled gradient function: same turns, same final sparsity.
-    results = {}
-    for jit in (False, True):
-      wd = os.path.join(tiny_runs.root(), f"magnitude_jit{int(jit)}")
-      cfg = baselines.magnitude_config(
-          tiny_runs.ppcd_cfg(wd, tiny_runs.teacher(), run=dict(jit_compile=jit)),
-          tiny_runs.teacher())
-      trainer = baselines.MagnitudePruningTrainer(cfg)
-      changed, real_step = [], trainer.run_step
-
-      def masks(t=trainer):
-        return [m.numpy() for w in t.wrappers for _, m, _ in w.pruning_vars]
-
-      def spy_step(real=real_step, t=trainer, out=changed):
-        before = masks(t)
-        logs = real()
-        after = masks(t)
-        if any((a != b).any() for a, b in zip(before, after)):
-          out.append(int(t.step.numpy()))
-        return logs
-      # With XLA the update happens in _prune_before_step, just before the step.
-      real_prune = trainer._prune_before_step  # pylint: disable=protected-access
-
-      def spy_prune(step, events, real=real_prune, t=trainer, out=changed):
-        before = masks(t)
-        real(step, events)
-        if any((a != b).any() for a, b in zip(before, masks(t))):
-          out.append(step + 1)
-      trainer.run_step, trainer._prune_before_step = spy_step, spy_prune  # pylint: disable=protected-access
-      summary = trainer.fit(progress=False)
-      results[jit] = (changed, summary["nonzero_params"])
-    self.assertNotEmpty(results[False][0])
-    self.assertEqual(results[True][0], results[False][0])
-    self.assertEqual(results[True][1], results[False][1])
+    # of inside the compiled gradient function: same turns, same final sparsity as
+    # the run without XLA (setUpClass).
+    wd = os.path.join(tiny_runs.root(), "magnitude_jit")
+    cfg = baselines.magnitude_config(
+        tiny_runs.ppcd_cfg(wd, tiny_runs.teacher(), run=dict(jit_compile=True)),
+        tiny_runs.teacher())
+    self.assertEqual(cfg.replace(run=dict(jit_compile=False, workdir=self.cfg.run.workdir)),
+                     self.cfg)
+    trainer = baselines.MagnitudePruningTrainer(cfg)
+    changed = []
+    _spy_mask_changes(trainer, changed)
+    summary = trainer.fit(progress=False)
+    self.assertNotEmpty(self.changed)
+    self.assertEqual(changed, self.changed)
+    self.assertEqual(summary["nonzero_params"], self.summary["nonzero_params"])
 
 
 if __name__ == "__main__":

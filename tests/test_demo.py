@@ -1,6 +1,7 @@
 """`make demo`'s pipeline end to end on the tiny config (the real preset is minutes)."""
 import json
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -20,6 +21,10 @@ class DemoTest(absltest.TestCase):
     from tools import demo
     _, teacher_dir, _ = tiny_runs.packaged_teacher()
     workdir = tempfile.mkdtemp(prefix="ppcd_demo_")
+    # The process's tiny metrics classifier, as the experiment test does: the demo
+    # reuses a classifier already in WORKDIR/classifier (training one is tested in
+    # test_classifier).
+    shutil.copytree(tiny_runs.classifier(), os.path.join(workdir, "classifier"))
     result = demo.run_demo(workdir, os.path.join(ROOT, "configs", "tiny_test.cfg"),
                            num_samples=40, latency_repeats=3, classifier_epochs=1,
                            teacher_dir=teacher_dir)

@@ -81,19 +81,16 @@ class SwitchTest(absltest.TestCase):
 
   def test_resume_across_the_switch_is_exact(self):
     # Against the uninterrupted run (and so also: two fresh runs in one process are
-    # bit-identical): stopped mid-pruning (masked ckpt-2, Taylor sums and all), resumed
-    # across the switch (slim ckpt-4), resumed again to the end.
+    # bit-identical): stopped after the switch (events 0-2, switch at step 3, slim
+    # ckpt-4), resumed from the slim checkpoint to the end. A resume mid-pruning
+    # (Taylor sums and all) is tests/test_crash_resume.py's; one across the switch,
+    # tests/test_precision.py's.
     whole = self.slim
     cfg = _cfg("pieces")
     first = train_lib.Trainer(cfg)
-    first.fit(progress=False, until_step=2)    # after events 0 and 1
+    first.fit(progress=False, until_step=4)
+    self.assertTrue(first.slim_phase)
     del first
-    second = train_lib.Trainer(cfg)
-    self.assertFalse(second.slim_phase)
-    self.assertEqual(int(second.step.numpy()), 2)
-    second.fit(progress=False, until_step=4)   # event 2, switch at step 3, slim ckpt-4
-    self.assertTrue(second.slim_phase)
-    del second
     third = train_lib.Trainer(cfg)
     self.assertTrue(third.slim_phase)          # restored into slim generators
     self.assertEqual(int(third.step.numpy()), 4)
