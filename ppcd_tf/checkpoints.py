@@ -292,8 +292,10 @@ def save_checkpoint(manager: tf.train.CheckpointManager, checkpoint_number: int,
     The new checkpoint prefix.
 
   Raises:
-    CheckpointError: the written checkpoint does not read back (disk full or
-      failing); it was not published.
+    CheckpointError: the checkpoint could not be written (disk full, file size
+      limit, failing disk), or it was written but does not read back. Either way
+      it was not published, the previous checkpoint stays the latest and what the
+      failed save left behind is removed.
   """
   def verify(save_path):
     try:
@@ -307,7 +309,52 @@ def save_checkpoint(manager: tf.train.CheckpointManager, checkpoint_number: int,
       before_publish(save_path)
 
   options = tf.train.CheckpointOptions(experimental_write_callbacks=[verify])
-  return manager.save(checkpoint_number=checkpoint_number, options=options)
+  previous = manager.latest_checkpoint
+  try:
+    return manager.save(checkpoint_number=checkpoint_number, options=options)
+  except (tf.errors.OpError, OSError) as e:
+    prefix = os.path.join(manager.directory, f"ckpt-{checkpoint_number}")
+    _remove_failed_save(manager.directory, prefix if prefix != previous else None)
+    kept = (f"{os.path.basename(previous)} is still the latest" if previous
+            else "no checkpoint was published")
+    raise CheckpointError(
+        f"could not write checkpoint ckpt-{checkpoint_number} in {manager.directory} "
+        f"({_write_failure_reason(e)}); {kept}. Free disk space (or fix the disk) "
+        "and rerun the same command to resume.") from e
+
+
+def _write_failure_reason(e: BaseException) -> str:
+  """The operating system's words in a failed save ('No space left on device')."""
+  lines = str(e).strip().splitlines()
+  text = re.sub(r"\s*\[Op:\w+\]\s*$", "", lines[0] if lines else type(e).__name__)
+  return (text.rsplit("; ", 1)[-1] if "; " in text else text)[:200]
+
+
+def _remove_failed_save(directory: str, prefix: Optional[str]) -> None:
+  """Deletes the temporary files of a save that failed, and any files of its
+  unpublished `prefix`; never raises (the write error is the one to report)."""
+  try:
+    remove_stale_temp_files(directory)
+    if prefix:
+      for path in _checkpoint_files(prefix):
+        tf.io.gfile.remove(path)
+  except (tf.errors.OpError, OSError) as e:
+    logging.warning("Could not remove the files of the failed save in %s: %s",
+                    directory, _first_line(e))
+
+
+def require_finite(model, prefix: str, what: str) -> None:
+  """Raises CheckpointError when a restored model holds NaN or Inf weights: sampling,
+  slimming, exporting or evaluating them would only give NaN images."""
+  import numpy as np
+  bad = [v.name for v in model.variables
+         if v.dtype.is_floating and not np.isfinite(v.numpy()).all()]
+  if bad:
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    raise CheckpointError(
+        f"{prefix} holds non-finite values (NaN or Inf) in {what}: "
+        f"{', '.join(bad[:3])}{more}. The run diverged before this checkpoint; pass an "
+        "earlier one (--checkpoint=WORKDIR/checkpoints/ckpt-N) or retrain from it.")
 
 
 def _checkpoint_files(prefix: str) -> List[str]:

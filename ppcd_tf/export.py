@@ -431,7 +431,8 @@ def _load_workdir(path: str) -> LoadedGenerator:
   cfg = checkpoints.read_config(path)
   masked = cfg.run.mode == "ppcd" and cfg.distill.use_masks
   g = build_generator(cfg.model, masked=masked, name="generator")
-  _, step = checkpoints.restore_objects_from_workdir(path, ema_generator=g)
+  prefix, step = checkpoints.restore_objects_from_workdir(path, ema_generator=g)
+  checkpoints.require_finite(g, prefix, "ema_generator")
   if masked:
     g = slim.slim_generator(g, name="generator")
   return LoadedGenerator(g, _spec_of(g), "workdir", path, step=step,

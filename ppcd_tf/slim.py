@@ -370,7 +370,8 @@ def restore_trained_generator(workdir: Optional[str] = None,
     (generator, checkpoint prefix).
 
   Raises:
-    checkpoints.CheckpointError: no config or no restorable checkpoint.
+    checkpoints.CheckpointError: no config, no restorable checkpoint, or one whose
+      generator holds NaN/Inf weights.
   """
   if not workdir and not checkpoint:
     raise config_lib.ConfigError("pass --workdir=DIR or --checkpoint=PREFIX.")
@@ -391,6 +392,8 @@ def restore_trained_generator(workdir: Optional[str] = None,
     except (tf.errors.OpError, ValueError, AssertionError) as e:
       raise checkpoints.CheckpointError(
           f"cannot restore {key} from {checkpoint}: {str(e).splitlines()[0][:200]}") from e
+    checkpoints.require_finite(generator, checkpoint, key)
     return generator, checkpoint
   prefix, _ = checkpoints.restore_objects_from_workdir(workdir, **{key: generator})
+  checkpoints.require_finite(generator, prefix, key)
   return generator, prefix

@@ -12,7 +12,7 @@ directory written is what `--extractor=classifier:<out>` reads (see
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from ppcd_tf import classifier as classifier_lib
 from ppcd_tf import cli_errors
@@ -73,4 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_errors.run(main)

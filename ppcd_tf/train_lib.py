@@ -31,11 +31,13 @@ the run stops once the best FID has not improved by more than
 `--early_stop_min_delta` over that many evaluations; the best evaluation's
 checkpoint is kept in WORKDIR/best/ (a complete workdir, usable as --teacher_dir).
 
-Test hook: with the environment variable `PPCD_TF_TEST_PUBLISH_DELAY=S` (or
+Test hooks: with the environment variable `PPCD_TF_TEST_PUBLISH_DELAY=S` (or
 `STEP:S`) every checkpoint save (or only the one at STEP) sleeps S seconds after
-the checkpoint is written and verified, before it becomes the latest, so a test
-can SIGKILL the process inside the write (tests/test_crash_resume.py). Never set
-it in real runs.
+the checkpoint is written and verified, before it becomes the latest; with
+`PPCD_TF_TEST_PRUNE_DELAY` every pruning event (or the one at STEP) sleeps after
+it has pruned the masks and zeroed the dead weights, before the EMA restarts. A
+test can then SIGKILL the process inside the write or the event
+(tests/test_crash_resume.py). Never set them in real runs.
 
 Distribution: losses are per-replica means divided by the replica count, so the
 summed gradients equal the global-batch mean (mirrored == one device). Every
@@ -78,22 +80,24 @@ from ppcd_tf.generator import build_generator
 from ppcd_tf.layers.conditional_batchnorm import cross_replica_batch_norm
 
 __all__ = ["Trainer", "train", "TrainingDivergedError", "SAMPLE_SEED",
-           "TEST_PUBLISH_DELAY_ENV"]
+           "TEST_PUBLISH_DELAY_ENV", "TEST_PRUNE_DELAY_ENV"]
 
 SAMPLE_SEED = 1234
 _Z_SALT, _Y_SALT = 0x5EED, 0xC1A55
 # Latent stream of the gradient-norm diagnostics, apart from every training step's.
 _GRAD_NORM_SALT = 1 << 40
 TEST_PUBLISH_DELAY_ENV = "PPCD_TF_TEST_PUBLISH_DELAY"
+TEST_PRUNE_DELAY_ENV = "PPCD_TF_TEST_PRUNE_DELAY"
 
 
 class TrainingDivergedError(RuntimeError):
   """A loss became NaN or Inf; the message names the term, the step and the checkpoint."""
 
 
-def _publish_delay_hook(step: int):
-  """The crash-test hook (module docstring): a sleep before publishing, or None."""
-  value = os.environ.get(TEST_PUBLISH_DELAY_ENV, "").strip()
+def _test_delay_hook(env: str, step: int):
+  """A crash-test hook (module docstring): `pause(what)` sleeps when `env` is set for
+  `step` (or for every step); None when it is not."""
+  value = os.environ.get(env, "").strip()
   if not value:
     return None
   at, _, seconds = value.rpartition(":")
@@ -101,11 +105,16 @@ def _publish_delay_hook(step: int):
     return None
   delay = float(seconds)
 
-  def pause(prefix: str) -> None:
-    logging.warning("%s: %s written and verified; sleeping %.1fs before publishing it.",
-                    TEST_PUBLISH_DELAY_ENV, prefix, delay)
+  def pause(what: str) -> None:
+    logging.warning("%s: %s; sleeping %.1fs.", env, what, delay)
     time.sleep(delay)
   return pause
+
+
+def _publish_delay_hook(step: int):
+  """The hook `checkpoints.save_checkpoint` calls before publishing, or None."""
+  pause = _test_delay_hook(TEST_PUBLISH_DELAY_ENV, step)
+  return pause and (lambda prefix: pause(f"{prefix} written and verified, not published"))
 
 
 def _sample_rows(num_classes: int, max_rows: int = 10) -> np.ndarray:
@@ -989,6 +998,9 @@ class Trainer:
       # Dead weights and their Adam slots to 0 (spectral norm then sees the live
       # sub-kernel only, and dead weights stay 0), then the EMA restarts from G.
       dead_weights.zero_dead_weights(self.G, [self.g_opt])
+      pause = _test_delay_hook(TEST_PRUNE_DELAY_ENV, step)
+      if pause:
+        pause(f"pruning event of step {step} applied, EMA not restarted")
       self.restart_ema()
       self._reset_taylor()
     logging.info("step %d: pruned %d channels, live cost %d -> %d (budget %.0f)",

@@ -58,6 +58,12 @@ def main() -> None:
   cases_path, results_path = sys.argv[1], sys.argv[2]
   with open(cases_path) as f:
     cases = json.load(f)
+  import warnings
+  # One process runs many modules as __main__; runpy warns when an earlier case
+  # imported one of them as a library (tools.tune imports tools.experiment). A fresh
+  # `python -m` never sees that.
+  warnings.filterwarnings("ignore", message=".*found in sys.modules after import",
+                          category=RuntimeWarning)
   from absl import app, flags
   import absl.logging  # noqa: F401  (defines its flags before the baseline)
   import ppcd_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)

@@ -91,6 +91,25 @@ def truncate(path, size=None):
     f.truncate(os.path.getsize(path) // 2 if size is None else size)
 
 
+@contextlib.contextmanager
+def file_size_limit(nbytes):
+  """Writing past `nbytes` of any one file fails ("File too large"), as a full disk
+  fails a write: RLIMIT_FSIZE for this process, with SIGXFSZ ignored so that the
+  write returns the error instead of killing the process."""
+  import resource
+  import signal
+  limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+  handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+  hard = limit[1]
+  resource.setrlimit(resource.RLIMIT_FSIZE,
+                     (nbytes if hard == resource.RLIM_INFINITY else min(nbytes, hard), hard))
+  try:
+    yield
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+    signal.signal(signal.SIGXFSZ, handler)
+
+
 class ReliabilityCase(absltest.TestCase):
 
   def assertUserError(self, result, code, *fragments):
@@ -254,6 +273,44 @@ class CheckpointFallbackTest(ReliabilityCase):
     v = tf.Variable(np.zeros([64], np.float32))
     prefix, step = checkpoints.restore_objects_from_workdir(wd, v=v)
     self.assertEqual((prefix, step), (self.prefix[2], 2))
+
+
+class DiskFullTest(ReliabilityCase):
+  """A checkpoint write that fails (disk full) loses nothing already saved."""
+
+  def test_failed_write_keeps_the_previous_checkpoint_and_leaves_nothing(self):
+    d = scratch("ppcd_full_")
+    v = tf.Variable(np.arange(200_000, dtype=np.float32))  # 800 kB of data
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=v), d, max_to_keep=3)
+    checkpoints.save_checkpoint(manager, 1)
+    v.assign_add(tf.ones_like(v))
+    with file_size_limit(100_000):
+      with self.assertRaisesRegex(checkpoints.CheckpointError,
+                                  r"could not write checkpoint ckpt-2 in .*\(File too large\);"
+                                  r" ckpt-1 is still the latest\. Free disk space"):
+        checkpoints.save_checkpoint(manager, 2)
+    self.assertEqual(os.path.basename(manager.latest_checkpoint), "ckpt-1")
+    self.assertEqual(sorted(os.listdir(d)),
+                     ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"])
+    fresh = tf.Variable(np.zeros(200_000, np.float32))
+    tf.train.Checkpoint(v=fresh).restore(manager.latest_checkpoint).assert_consumed()
+    np.testing.assert_array_equal(fresh.numpy(), np.arange(200_000, dtype=np.float32))
+    # With room again, the same save succeeds.
+    self.assertTrue(checkpoints.save_checkpoint(manager, 2).endswith("ckpt-2"))
+
+  def test_training_stops_with_one_line_and_resumes_from_the_last_good_step(self):
+    wd = copy_of(tiny_runs.teacher(), "disk_full")
+    ckpt_dir = os.path.join(wd, "checkpoints")
+    before = snapshot(ckpt_dir)
+    trainer = train_lib.Trainer(tiny_runs.teacher_cfg(wd, num_steps=6))
+    size = os.path.getsize(os.path.join(ckpt_dir, "ckpt-4.data-00000-of-00001"))
+    with file_size_limit(size // 2):
+      result = user_error(trainer.save, 6)  # what fit() calls at its next save
+    self.assertUserError(result, 2, "could not write checkpoint ckpt-6", "File too large",
+                         "ckpt-4 is still the latest", "rerun the same command to resume")
+    self.assertEqual(snapshot(ckpt_dir), before)  # nothing saved was touched
+    resumed = train_lib.Trainer(tiny_runs.teacher_cfg(wd, num_steps=6))
+    self.assertEqual(resumed.resumed_from, os.path.join(ckpt_dir, "ckpt-4"))
 
 
 class AtomicJsonTest(ReliabilityCase):
@@ -482,11 +539,22 @@ class CommandLineTest(ReliabilityCase):
     cls.all_truncated = copy_of(cls.teacher, "all_truncated")
     for path in glob.glob(os.path.join(cls.all_truncated, "checkpoints", "*.data-*")):
       truncate(path)
+    # A workdir whose newest checkpoint (ckpt-9) holds a NaN in the EMA generator.
+    cls.nan_workdir = copy_of(cls.teacher, "nan_checkpoint")
+    g_nan, _ = slim.restore_trained_generator(workdir=cls.nan_workdir)
+    kernel = g_nan.trainable_variables[0]
+    values = kernel.numpy()
+    values.flat[0] = np.nan
+    kernel.assign(values)
+    tf.train.CheckpointManager(tf.train.Checkpoint(
+        ema_generator=g_nan, step=tf.Variable(9, dtype=tf.int64)), os.path.join(
+        cls.nan_workdir, "checkpoints"), max_to_keep=5).save(checkpoint_number=9)
     cls.out_dir = os.path.join(cls.tmp, "out_dir")
     os.makedirs(cls.out_dir)
     cls.cases = cls._cases()
     cls.before = {name: snapshot(path) for name, path in (
-        ("workdir", cls.workdir), ("good_sm", cls.good_sm), ("teacher", cls.teacher))}
+        ("workdir", cls.workdir), ("good_sm", cls.good_sm), ("teacher", cls.teacher),
+        ("nan_workdir", cls.nan_workdir))}
     cases_path = os.path.join(cls.tmp, "cases.json")
     results_path = os.path.join(cls.tmp, "results.json")
     with open(cases_path, "w") as f:
@@ -506,7 +574,7 @@ class CommandLineTest(ReliabilityCase):
     """(name, module, argv, exit code, fragments of stderr)."""
     tiny = ["--flagfile=" + os.path.join(ROOT, "configs", "tiny_test.cfg"),
             "--strategy=one_device"]
-    wd, d = cls.workdir, cls.damaged
+    wd, d, nan = cls.workdir, cls.damaged, cls.nan_workdir
     png = os.path.join(cls.tmp, "grid.png")
     out_tfl = os.path.join(cls.tmp, "x.tflite")
     missing = os.path.join(cls.tmp, "missing")
@@ -531,7 +599,43 @@ class CommandLineTest(ReliabilityCase):
          tiny + [f"--workdir={wd}", "--num_classes=5"], 2,
          ["has 10 classes but --num_classes=5"]),
         ("train_absl_bound", "ppcd_tf.train", tiny + [f"--workdir={wd}", "--batch_size=0"],
-         1, ["FATAL Flags parsing error", "batch_size"]),
+         2, ["flag --batch_size=0", "Pass --help"]),
+        ("train_unknown_flag", "ppcd_tf.train", tiny + [f"--workdir={wd}", "--no_such=1"],
+         2, ["Unknown command line flag 'no_such'"]),
+        ("train_unknown_value", "ppcd_tf.train", tiny + [f"--workdir={wd}", "--mode=bogus"],
+         2, ["--mode=bogus"]),
+        ("train_missing_flagfile", "ppcd_tf.train", [f"--flagfile={missing}.cfg",
+                                                     f"--workdir={wd}"], 2,
+         ["Unable to open flagfile", f"{missing}.cfg"]),
+        ("sample_nan_checkpoint", "tools.sample", [f"--model={nan}", f"--out={png}"], 2,
+         ["ckpt-9 holds non-finite values", "--checkpoint="]),
+        ("export_nan_checkpoint", "tools.export", [f"--model={nan}", f"--out={out_tfl}"], 2,
+         ["ckpt-9 holds non-finite values"]),
+        ("slim_nan_checkpoint", "tools.slim", [f"--workdir={nan}"], 2,
+         ["ckpt-9 holds non-finite values"]),
+        ("evaluate_nan_checkpoint", "ppcd_tf.evaluate",
+         [f"--workdir={nan}", f"--extractor=classifier:{tiny_runs.classifier()}"], 2,
+         ["ckpt-9 holds non-finite values"]),
+        ("experiment_missing_config", "tools.experiment",
+         [f"--workdir={missing}", f"--config={missing}.cfg"], 2,
+         ["Unable to open flagfile", f"{missing}.cfg"]),
+        ("experiment_unknown_run", "tools.experiment", [f"--workdir={missing}", "--only=x"],
+         2, ["--only='x' is not a run"]),
+        ("experiment_bad_seeds", "tools.experiment", [f"--workdir={missing}", "--seeds=a"],
+         2, ["--seeds=a must be"]),
+        ("tune_out_of_range", "tools.tune", [f"--workdir={missing}", "--max_trials=0"], 2,
+         ["flag --max_trials=0"]),
+        ("demo_missing_config", "tools.demo",
+         [f"--workdir={missing}", f"--config={missing}.cfg"], 2,
+         ["Unable to open flagfile", f"{missing}.cfg"]),
+        ("demo_out_of_range", "tools.demo", [f"--workdir={missing}", "--num_samples=0"], 2,
+         ["flag --num_samples=0"]),
+        ("import_no_generator", "tools.import_biggan", [f"--out={missing}"], 2,
+         ["--G is required"]),
+        ("import_missing_file", "tools.import_biggan",
+         [f"--G={missing}.pth", f"--D={missing}_D.pth", f"--out={missing}",
+          "--flagfile=" + os.path.join(ROOT, "configs", "tiny_test.cfg")], 2,
+         [f"{missing}.pth"]),
         ("sample_class_out_of_range", "tools.sample",
          [f"--model={wd}", "--classes=3,10", f"--out={png}"], 2,
          ["class id 10 is outside the valid range [0, 10)"]),
@@ -611,7 +715,7 @@ class CommandLineTest(ReliabilityCase):
 
   def test_failed_commands_leave_artefacts_intact(self):
     for name, path in (("workdir", self.workdir), ("good_sm", self.good_sm),
-                       ("teacher", self.teacher)):
+                       ("teacher", self.teacher), ("nan_workdir", self.nan_workdir)):
       self.assertIntact(path, self.before[name])
     self.assertFalse(os.path.exists(os.path.join(self.tmp, "missing")))
     self.assertFalse(os.path.exists(os.path.join(self.tmp, "grid.png")))

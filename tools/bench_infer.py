@@ -438,4 +438,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from ppcd_tf import cli_errors
+  cli_errors.run(main)

@@ -642,4 +642,5 @@ def main(argv):
 
 if __name__ == "__main__":
   _use_scale_defaults()
-  app.run(main)
+  from ppcd_tf import cli_errors
+  cli_errors.run(main)

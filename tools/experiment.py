@@ -474,4 +474,5 @@ def main(argv):
 if __name__ == "__main__":
   _define_flags()
   logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  from ppcd_tf import cli_errors
+  cli_errors.run(main)

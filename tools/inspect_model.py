@@ -17,7 +17,6 @@ import json
 
 import ppcd_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
-from absl import app
 from absl import flags
 
 from ppcd_tf import flags as ppcd_flags
@@ -80,4 +79,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from ppcd_tf import cli_errors
+  cli_errors.run(main)

@@ -22,7 +22,6 @@ import sys
 
 import ppcd_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
-from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
@@ -106,4 +105,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from ppcd_tf import cli_errors
+  cli_errors.run(main)

@@ -96,4 +96,5 @@ def _max_steps(workdir: str) -> int:
 if __name__ == "__main__":
   _define_flags()
   logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  from ppcd_tf import cli_errors
+  cli_errors.run(main)
