@@ -51,9 +51,12 @@ class SwitchTest(absltest.TestCase):
 
   def test_fine_tuning_the_slim_g_is_fine_tuning_the_masked_g(self):
     # Three steps after the switch (with the three distillation terms): the same
-    # weights to float32 round-off, G and EMA.
+    # weights to float32 round-off, G and EMA. Adam turns round-off in near-zero
+    # gradients into whole steps, so the images drift apart by up to 2.1e-4 in three
+    # steps (one TensorFlow thread per pool, tests/conftest.py; under 2e-4 with two); a
+    # wrong channel would differ by about 0.1.
     for a, b in ((self.slim.G, self.masked.G), (self.slim.G_ema, self.masked.G_ema)):
-      np.testing.assert_allclose(_images(a), _images(b), atol=2e-4)
+      np.testing.assert_allclose(_images(a), _images(b), atol=5e-4)
     # ... and the step's cost is the slim width's.
     self.assertEqual(flops.live_macs(self.slim.G), flops.live_macs(self.masked.G))
     dense = flops.generator_cost(self.masked.G.model_cfg, self.masked.G.channels)
