@@ -10,7 +10,7 @@ the flags the module defined are deleted afterwards so the next case (of the sam
 or another entry point) defines its own. Paying the TensorFlow import once for
 all cases makes many CLI checks cheap.
 
-RESULTS.json gets one {"module", "argv", "code", "stdout", "stderr", "traceback"}
+RESULTS.json gets one {"module", "argv", "code", "stdout", "stderr", "traceback", "wall_s"}
 per case: `code` is the exit status (0 when main returns), `traceback` is set
 when something other than SystemExit escaped (a bug: the tests require None).
 """
@@ -21,6 +21,7 @@ import json
 import os
 import runpy
 import sys
+import time
 import traceback
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -69,7 +70,11 @@ def main() -> None:
   import ppcd_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
   app.define_help_flags()
   baseline = set(flags.FLAGS)
-  results = [_run_case(c["module"], c["argv"], baseline) for c in cases]
+  results = []
+  for c in cases:
+    start = time.perf_counter()
+    results.append(_run_case(c["module"], c["argv"], baseline))
+    results[-1]["wall_s"] = round(time.perf_counter() - start, 2)
   with open(results_path, "w") as f:
     json.dump(results, f, indent=1)
 

@@ -8,6 +8,7 @@ import os
 import tempfile
 
 from ppcd_tf import config as config_lib
+from ppcd_tf import tiny
 
 _ROOT = None
 _PACKAGED = None
@@ -20,10 +21,7 @@ def root() -> str:
   return _ROOT
 
 
-def teacher_cfg(workdir: str, num_steps: int = 4) -> config_lib.Config:
-  return config_lib.tiny_config(
-      run=dict(workdir=workdir, mode="teacher", strategy="one_device"),
-      optim=dict(batch_size=4, num_steps=num_steps))
+teacher_cfg = tiny.teacher_config
 
 
 def ppcd_cfg(workdir: str, teacher_dir: str, **overrides) -> config_lib.Config:
@@ -43,11 +41,7 @@ def ppcd_cfg(workdir: str, teacher_dir: str, **overrides) -> config_lib.Config:
 
 def teacher() -> str:
   """Workdir of a 4-step tiny teacher."""
-  from ppcd_tf import train_lib
-  wd = os.path.join(root(), "teacher")
-  if not os.path.exists(os.path.join(wd, "train_summary.json")):
-    train_lib.train(teacher_cfg(wd), progress=False)
-  return wd
+  return tiny.teacher(os.path.join(root(), "teacher"))
 
 
 def student() -> str:
@@ -61,14 +55,7 @@ def student() -> str:
 
 def classifier() -> str:
   """Directory of a 1-epoch mnist5k classifier (features for metrics tests)."""
-  from ppcd_tf import classifier as classifier_lib
-  out = os.path.join(root(), "classifier")
-  if not os.path.exists(os.path.join(out, "classifier.json")):
-    cfg = config_lib.tiny_config()
-    classifier_lib.train_classifier(
-        cfg.data, cfg.model, out,
-        classifier_lib.ClassifierTrainConfig(epochs=1, max_train_examples=1000), width=8)
-  return out
+  return tiny.classifier(os.path.join(root(), "classifier"))
 
 
 def teacher_flagfile() -> str:

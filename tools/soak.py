@@ -275,22 +275,9 @@ def main(argv):
       raise ConfigError(f"--plan entries {bad} must be one of {KINDS} "
                         "(write:N and prune:N name a step).")
     os.makedirs(f.workdir, exist_ok=True)
-    teacher, classifier_dir = f.teacher_dir, f.classifier_dir
-    if not teacher or not classifier_dir:
-      from ppcd_tf import classifier, config as config_lib, train_lib
-      cfg = config_lib.tiny_config()
-      if not teacher:
-        teacher = os.path.join(f.workdir, "teacher")
-        if not os.path.exists(os.path.join(teacher, "train_summary.json")):
-          train_lib.train(config_lib.tiny_config(
-              run=dict(workdir=teacher, mode="teacher", strategy="one_device"),
-              optim=dict(batch_size=4, num_steps=4)), progress=False)
-      if not classifier_dir:
-        classifier_dir = os.path.join(f.workdir, "classifier")
-        if not os.path.exists(os.path.join(classifier_dir, "classifier.json")):
-          classifier.train_classifier(
-              cfg.data, cfg.model, classifier_dir,
-              classifier.ClassifierTrainConfig(epochs=1, max_train_examples=1000), width=8)
+    from ppcd_tf import tiny
+    teacher = f.teacher_dir or tiny.teacher(os.path.join(f.workdir, "teacher"))
+    classifier_dir = f.classifier_dir or tiny.classifier(os.path.join(f.workdir, "classifier"))
     report = run_soak(os.path.join(f.workdir, f"soak_seed{f.seed}"), teacher,
                       classifier_dir, plan, num_steps=f.num_steps, seed=f.seed,
                       prune_end_step=f.prune_end_step)
