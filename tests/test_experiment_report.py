@@ -22,8 +22,9 @@ def _result(name, fid, seed, params=1000, curve=((5, 50.0), (10, 40.0))):
 
 class ReportTest(absltest.TestCase):
 
-  def _write(self, fids, teacher_fid=20.0):
-    """fids: {run: [FID at seed 1, 2, ...]}; returns RESULTS.md's text and the folder."""
+  def _write(self, fids, teacher_fid=20.0, params=None):
+    """fids: {run: [FID at seed 1, 2, ...]}, params: {run: [params at seed 1, ...]} where
+    they differ from the defaults; returns RESULTS.md's text and the folder."""
     root = tempfile.mkdtemp()
     res = os.path.join(root, "results")
     exp = experiment.Experiment(root, "configs/tiny_test.cfg", res, num_samples=20,
@@ -37,7 +38,8 @@ class ReportTest(absltest.TestCase):
         folder = os.path.join(res, f"seed{seed}")
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, f"{name}.json"), "w") as f:
-          json.dump(_result(name, fid, seed, params=1900 if name == "ppcd_t81" else 1000), f)
+          p = (params or {}).get(name, [1900 if name == "ppcd_t81" else 1000] * len(values))
+          json.dump(_result(name, fid, seed, params=p[seed - 1]), f)
     md = experiment_report.Report(exp).write(os.path.join(root, "RESULTS.md"), "the-cmd")
     with open(md) as f:
       return f.read(), res
@@ -60,6 +62,13 @@ class ReportTest(absltest.TestCase):
       self.assertTrue(os.path.exists(os.path.join(res, png)), png)
     with open(os.path.join(res, "results.json")) as f:
       self.assertEqual(len(json.load(f)), 1 + 3 * 4)
+
+  def test_counts_that_differ_by_seed_show_mean_and_range(self):
+    text, _ = self._write(dict(ppcd_t81=[21.0, 21.5, 20.5]),
+                          params=dict(ppcd_t81=[1900, 1874, 1960]))
+    # mean 1,911.33 -> 1,911; MACs are 10x params in these files.
+    self.assertIn("| PPCD (81% removed) | 3 | 1,911 (1,874..1,960) | 19,113 (18,740..19,600) "
+                  "| 21.00 ± 0.50 |", text)
 
   def test_a_tie_is_not_a_win(self):
     # PPCD's mean is lower than one baseline's, but the seeds overlap: a tie, not met.

@@ -30,6 +30,14 @@ def _fmt(values: List[float], digits: int = 2, scale: float = 1.0) -> str:
   return f"{s['mean']:.{digits}f} ± {s['sd']:.{digits}f}"
 
 
+def _fmt_count(values: List[int]) -> str:
+  """A count over seeds: the value when every seed has it, else the mean and the range."""
+  lo, hi = min(values), max(values)
+  if lo == hi:
+    return f"{lo:,}"
+  return f"{round(float(np.mean(values))):,} ({lo:,}..{hi:,})"
+
+
 class Report:
   """Reads the result files of an `Experiment` and writes RESULTS.md and its plots."""
 
@@ -84,9 +92,9 @@ class Report:
 
   # -------------------------------------------------------------- text
   def _row(self, name: str, compare: bool = True) -> str:
-    r = self.one(name)
     n = len(self.seeds(name))
-    cells = [RUNS[name].label, str(n), f"{r['params']:,}", f"{r['macs']:,}",
+    cells = [RUNS[name].label, str(n), _fmt_count(self.values(name, "params")),
+             _fmt_count(self.values(name, "macs")),
              _fmt(self.values(name)), _fmt(self.values(name, "kid_mean"), 2, 1e3),
              _fmt(self.values(name, "intra_fid")), _fmt(self.values(name, "class_accuracy"), 3),
              _fmt(self.values(name, "tflite_latency_ms"))]
