@@ -148,6 +148,41 @@ class ConfigTest(absltest.TestCase):
                      {"teacher", "ppcd_t81", "scratch"})
 
 
+class MetricsCheckTest(absltest.TestCase):
+  """A retrained metrics classifier must reproduce the committed teacher FID."""
+
+  def _run_check(self, fid_here):
+    from unittest import mock
+    from ppcd_tf import evaluate
+    root = tempfile.mkdtemp()
+    exp = _experiment(root)
+    os.makedirs(os.path.join(root, "classifier"))
+    with open(exp.result_path("teacher"), "w") as f:
+      json.dump(dict(fid=2.0, num_samples=20, eval_seed=0), f)
+    with mock.patch.object(evaluate, "evaluate_workdir",
+                           return_value=dict(fid=fid_here)) as ev:
+      try:
+        exp.check_metrics()
+      finally:
+        calls = ev.call_count
+      exp.check_metrics()  # recorded: not evaluated again
+    self.assertEqual((calls, ev.call_count), (1, 1))
+    self.assertEqual(ev.call_args.args[:4], (exp.workdir("teacher"), "ema", exp.extractor, 20))
+    self.assertEqual(ev.call_args.kwargs["seed"], 0)
+    with open(os.path.join(root, "classifier", experiment.METRICS_CHECK_FILE)) as f:
+      return json.load(f)
+
+  def test_the_same_fid_passes_once_and_is_recorded(self):
+    record = self._run_check(2.0 * (1 + 5e-4))
+    self.assertEqual((record["teacher_fid_committed"], record["teacher_fid_here"]),
+                     (2.0, 2.001))
+
+  def test_another_classifier_is_refused_with_both_fids(self):
+    with self.assertRaisesRegex(ConfigError, r"teacher FID 2\.1, but .*teacher\.json says "
+                                r"2 \(5\.00% apart, allowed 0\.1%\).*--results"):
+      self._run_check(2.1)
+
+
 class EndToEndTest(absltest.TestCase):
 
   @pytest.mark.slow

@@ -24,6 +24,10 @@ The protocol (docs/RESULTS.md states it with the numbers):
   accuracy; latent seed 0, features of the metrics classifier), exported to TFLite
   fp32 and timed at batch 1. Students also evaluate every 1/`--curve_evals` of their
   steps on `--curve_samples` samples, for the FID-against-steps curves.
+* The metrics classifier is trained in WORKDIR/classifier (the default recipe). A
+  fresh workdir's classifier must give the teacher the FID of the committed
+  RESULTS/teacher.json within 0.1% before anything runs (`check_metrics`), so results
+  from different checkouts are comparable.
 * `tools/experiment_report.py` turns the result files into RESULTS.md: mean ± sd
   over seeds and a two-sided Welch t-test against PPCD for every row
   (`ppcd_tf.stats`); "better"/"worse" only at p < 0.05.
@@ -78,6 +82,12 @@ WALL_LOG = "wall_log.json"
 SAFETY_FLOOR = 0.05  # --prune_min_channel_fraction of every ranking but 'learned'
 # The structured baselines PPCD must beat significantly (the goal in RESULTS.md).
 STRUCTURED = ("oneshot_l1", "uniform_l1_distill", "uniform_l1")
+# A metrics classifier trained anew (a fresh --workdir) must score the teacher as the
+# committed teacher result says, within this relative FID difference, or new FIDs could
+# not be compared with the committed ones. Measured: retrained with oneDNN on, the
+# teacher's FID moved 1.2e-6 (1.1241195 vs 1.1241181).
+METRICS_CHECK_TOLERANCE = 1e-3
+METRICS_CHECK_FILE = "teacher_check.json"
 _NO_DISTILL = dict(lambda_att=0.0, lambda_cam=0.0, lambda_pix=0.0)
 
 
@@ -319,6 +329,42 @@ class Experiment:
     pipeline.ensure_classifier(self.base.data, self.base.model,
                                os.path.join(self.root, "classifier"), self.classifier_epochs)
 
+  def check_metrics(self) -> None:
+    """Scores the teacher with this workdir's metrics classifier, once, and refuses to go
+    on when the FID differs from the committed teacher result's (a classifier that is
+    not the one the results in `--results` were measured with)."""
+    from ppcd_tf import evaluate
+    from ppcd_tf.config import ConfigError
+    committed_path = self.result_path("teacher")
+    marker = os.path.join(self.root, "classifier", METRICS_CHECK_FILE)
+    if not os.path.exists(committed_path) or os.path.exists(marker):
+      return
+    with open(committed_path) as f:
+      committed = json.load(f)
+    print(f"checking the metrics classifier: the teacher's FID against {committed_path}",
+          flush=True)
+    ev = evaluate.evaluate_workdir(
+        self.workdir("teacher"), "ema", self.extractor, committed["num_samples"],
+        seed=committed["eval_seed"], stats_dir=os.path.join(self.root, "reference_stats"),
+        out_dir=os.path.join(self.root, "teacher_outputs", "metrics_check"))
+    diff = abs(ev["fid"] / committed["fid"] - 1.0)
+    if diff > METRICS_CHECK_TOLERANCE:
+      raise ConfigError(
+          f"the metrics classifier in {os.path.join(self.root, 'classifier')} gives the "
+          f"teacher FID {ev['fid']:.6g}, but {committed_path} says {committed['fid']:.6g} "
+          f"({diff:.2%} apart, allowed {METRICS_CHECK_TOLERANCE:.1%}): results measured "
+          "with it could not be compared with the committed ones. Train it as the "
+          "committed results were (--classifier_epochs, the same --config), or pass a new "
+          "--results folder.")
+    self._record_metrics_check(committed["fid"], ev["fid"], committed_path)
+
+  def _record_metrics_check(self, committed_fid: float, fid: float, source: str) -> None:
+    from ppcd_tf import checkpoints
+    checkpoints.write_json_atomic(
+        os.path.join(self.root, "classifier", METRICS_CHECK_FILE),
+        dict(teacher_fid_committed=committed_fid, teacher_fid_here=fid, source=source,
+             tolerance=METRICS_CHECK_TOLERANCE))
+
   def _seed_from_teacher(self, workdir: str) -> None:
     """teacher_more starts as a copy of the teacher's checkpoint (optimizer state too)."""
     from ppcd_tf import checkpoints
@@ -410,6 +456,8 @@ class Experiment:
         config=self.config_path, **extra)
     path = self.result_path(run.name, seed)
     checkpoints.write_json_atomic(path, result)
+    if run.kind == "teacher":  # this classifier measured the teacher result itself
+      self._record_metrics_check(result["fid"], result["fid"], path)
     grid_dst = os.path.join(os.path.dirname(path), "grids", f"{run.name}.png")
     os.makedirs(os.path.dirname(grid_dst), exist_ok=True)
     shutil.copyfile(ev["grid"], grid_dst)
@@ -420,6 +468,7 @@ class Experiment:
     results of those runs."""
     wanted = self._closure(names or list(RUNS))
     self.classifier()
+    self.check_metrics()
     done = []
     for name in [n for n in RUNS if n in wanted]:
       run = RUNS[name]
