@@ -11,6 +11,16 @@
   generator  the raw (not averaged) generator of the latest checkpoint, slimmed
            like `ema`: a diagnostic for whether the EMA helps or lags
 
+`--exported=PATH` evaluates what ships instead: a .tflite file (fp32, fp16, dynamic or
+int8), a SavedModel or a slim model dir, run by the runtime that ships it (LiteRT for
+TFLite) on the same latents, features and reference statistics, so its numbers compare
+with the Keras model's; --workdir is the run it was exported from (data, classes) and
+the output goes to WORKDIR/eval/<tflite_int8|tflite_fp32|...>:
+
+  python -m ppcd_tf.evaluate --workdir=runs/demo/ppcd \
+      --exported=runs/demo/export/slim_int8.tflite \
+      --extractor=classifier:runs/demo/classifier
+
 Writes `WORKDIR/eval/<model>/metrics.json` (every metric, the extractor, N, seed,
 truncation, params and MACs of the generator) and `classes.png` (one row per
 class), and logs the metrics to TensorBoard under `WORKDIR/eval`. Reference
@@ -24,7 +34,8 @@ from typing import Any, Dict, Optional
 
 from absl import app, flags
 
-__all__ = ["load_for_eval", "evaluate_workdir", "check_args", "MODELS"]
+__all__ = ["load_for_eval", "evaluate_workdir", "evaluate_exported", "exported_tag",
+           "check_args", "MODELS"]
 
 MODELS = ("ema", "slim", "teacher", "generator")
 
@@ -48,6 +59,12 @@ if __name__ == "__main__":
   flags.DEFINE_string("out_dir", None, "Output directory (default WORKDIR/eval/<model>).")
   flags.DEFINE_integer("grid_per_class", 8, "Images per class row in classes.png.",
                        lower_bound=1)
+  flags.DEFINE_string("exported", None,
+                      "Evaluate this exported generator instead of --model: a .tflite "
+                      "file, a SavedModel dir or a slim model dir (tools/export.py, "
+                      "tools/slim.py); --workdir is the run it came from.")
+  flags.DEFINE_integer("num_threads", None, "LiteRT interpreter threads for --exported "
+                       ".tflite files (default: LiteRT's).", lower_bound=1)
   flags.DEFINE_bool("jit_compile", False,
                     "Sample with an XLA-compiled generator (same images within float "
                     "round-off; faster on GPUs).")
@@ -94,13 +111,9 @@ def evaluate_workdir(workdir: str, model: str, extractor_name: str, num_samples:
   """
   import tensorflow as tf
 
-  from ppcd_tf import checkpoints, evaluation, features, flops
+  from ppcd_tf import flops
 
   generator, cfg, what = loaded or load_for_eval(workdir, model)
-  out_dir = out_dir or os.path.join(workdir, "eval", model)
-  extractor = features.get_extractor(extractor_name)
-  ref = evaluation.reference_stats(extractor, cfg.data, cfg.model, cache_dir=stats_dir)
-  m = cfg.model
 
   @tf.function(reduce_retracing=True, jit_compile=jit_compile)
   def generate(z, y):
@@ -109,13 +122,75 @@ def evaluate_workdir(workdir: str, model: str, extractor_name: str, num_samples:
   def generator_fn(z, y):
     return generate(tf.convert_to_tensor(z, tf.float32), tf.convert_to_tensor(y, tf.int32))
 
+  cost = flops.count_generator(generator)
+  return _evaluate(generator_fn, cfg, extractor_name, num_samples, seed, truncation,
+                   stats_dir, out_dir or os.path.join(workdir, "eval", model),
+                   grid_per_class, step, model,
+                   dict(model=model, generator=what, extractor=extractor_name,
+                        workdir=os.path.abspath(workdir), params=cost.total_params,
+                        macs=cost.total_macs))
+
+
+def exported_tag(path: str, runner=None) -> str:
+  """A short name of an exported generator: 'tflite_int8', 'tflite_fp32',
+  'saved_model', 'slim' (its format and quantization)."""
+  from ppcd_tf import export
+  meta = export.read_export_json(path) or {}
+  kind = runner.kind if runner is not None else (
+      "tflite" if path.endswith(".tflite") else meta.get("format", "saved_model"))
+  if kind == "tflite":
+    q = meta.get("quantization", "none")
+    return "tflite_" + {"none": "fp32", "float16": "fp16"}.get(q, q)
+  return "slim" if kind == "keras" else kind
+
+
+def evaluate_exported(path: str, workdir: str, extractor_name: str, num_samples: int,
+                      seed: int = 0, truncation: float = 0.0,
+                      stats_dir: str = "runs/reference_stats",
+                      out_dir: Optional[str] = None, grid_per_class: int = 8,
+                      num_threads: Optional[int] = None) -> Dict[str, Any]:
+  """Evaluates an exported generator (a .tflite file of any quantization, a SavedModel
+  or slim model dir) through the runner that ships it (`export.open_generator`: LiteRT
+  for TFLite), with the samples, features and reference statistics `evaluate_workdir`
+  uses, so its metrics compare with the Keras model's. `workdir` is the training run
+  it came from: it gives the data and classes. Writes metrics.json and classes.png
+  (default WORKDIR/eval/<tag>, see `exported_tag`)."""
+  from ppcd_tf import checkpoints, config as config_lib, export
+  cfg = checkpoints.read_config(workdir)
+  runner = export.open_generator(path, num_threads=num_threads)
+  m, spec = cfg.model, runner.spec
+  got = (spec.num_classes, spec.z_dim, spec.resolution)
+  want = (m.num_classes, m.z_dim, m.resolution)
+  if got != want:
+    raise config_lib.ConfigError(
+        f"{path} generates (classes, z_dim, resolution) = {got}, but {workdir} trains "
+        f"{want}; pass the --workdir the model was exported from.")
+  meta = export.read_export_json(path) or {}
+  tag = exported_tag(path, runner)
+  return _evaluate(runner, cfg, extractor_name, num_samples, seed, truncation, stats_dir,
+                   out_dir or os.path.join(workdir, "eval", tag), grid_per_class, None, tag,
+                   dict(model=tag, generator=os.path.abspath(path), format=runner.kind,
+                        quantization=meta.get("quantization"), extractor=extractor_name,
+                        workdir=os.path.abspath(workdir), params=meta.get("params"),
+                        macs=meta.get("macs_per_image"),
+                        file_size_bytes=meta.get("file_size_bytes")))
+
+
+def _evaluate(generator_fn, cfg, extractor_name: str, num_samples: int, seed: int,
+              truncation: float, stats_dir: str, out_dir: str, grid_per_class: int,
+              step: Optional[int], tag: str, extra: Dict[str, Any]) -> Dict[str, Any]:
+  """Metrics and the class grid of `generator_fn(z, y) -> images`; metrics.json and
+  TensorBoard scalars `<tag>/<metric>` next to `out_dir`."""
+  import tensorflow as tf
+
+  from ppcd_tf import checkpoints, evaluation, features
+  extractor = features.get_extractor(extractor_name)
+  ref = evaluation.reference_stats(extractor, cfg.data, cfg.model, cache_dir=stats_dir)
+  m = cfg.model
   t = truncation if truncation and truncation > 0 else None
   result = evaluation.evaluate_generator(generator_fn, extractor, ref, num_samples,
                                          m.num_classes, m.z_dim, seed=seed, truncation=t)
-  cost = flops.count_generator(generator)
-  result.update(model=model, generator=what, extractor=extractor_name,
-                workdir=os.path.abspath(workdir), params=cost.total_params,
-                macs=cost.total_macs)
+  result.update(extra)
   grid = evaluation.class_grid(generator_fn, m.num_classes, grid_per_class, m.z_dim, seed,
                                t, os.path.join(out_dir, "classes.png"),
                                classes=None if m.num_classes <= 20 else
@@ -128,7 +203,7 @@ def evaluate_workdir(workdir: str, model: str, extractor_name: str, num_samples:
   with writer.as_default(step=step or 0):
     for k in ("fid", "is_mean", "kid_mean", "intra_fid", "class_accuracy"):
       if isinstance(result.get(k), (int, float)):
-        tf.summary.scalar(f"{model}/{k}", result[k])
+        tf.summary.scalar(f"{tag}/{k}", result[k])
   writer.flush()
   return result
 
@@ -138,7 +213,8 @@ MIN_TRUNCATION = 0.02
 
 
 def check_args(workdir: str, model: str, extractor: str, num_samples: int, seed: int,
-               truncation: float, out_dir: Optional[str] = None) -> None:
+               truncation: float, out_dir: Optional[str] = None,
+               exported: Optional[str] = None) -> None:
   """Checks the command line before anything is loaded.
 
   Raises:
@@ -167,6 +243,10 @@ def check_args(workdir: str, model: str, extractor: str, num_samples: int, seed:
         f"[{MIN_TRUNCATION}, 4]; 0.5 is strong.")
   if out_dir and os.path.isfile(out_dir):
     raise config_lib.ConfigError(f"--out_dir={out_dir} is a file; pass a directory.")
+  if exported is not None and not os.path.exists(exported):
+    raise config_lib.ConfigError(
+        f"--exported={exported} does not exist; pass a .tflite file, a SavedModel dir or "
+        "a slim model dir (python -m tools.export / tools.slim).")
 
 
 def main(argv):
@@ -176,15 +256,20 @@ def main(argv):
   f = flags.FLAGS
   with cli_errors.friendly_errors():
     check_args(f.workdir, f.model, f.extractor, f.num_samples, f.seed, f.truncation,
-               f.out_dir)
-    r = evaluate_workdir(f.workdir, f.model, f.extractor, f.num_samples, f.seed,
-                         f.truncation, f.stats_dir, f.out_dir, f.grid_per_class,
-                         jit_compile=f.jit_compile)
+               f.out_dir, f.exported)
+    if f.exported:
+      r = evaluate_exported(f.exported, f.workdir, f.extractor, f.num_samples, f.seed,
+                            f.truncation, f.stats_dir, f.out_dir, f.grid_per_class,
+                            num_threads=f.num_threads)
+    else:
+      r = evaluate_workdir(f.workdir, f.model, f.extractor, f.num_samples, f.seed,
+                           f.truncation, f.stats_dir, f.out_dir, f.grid_per_class,
+                           jit_compile=f.jit_compile)
   keys = ("fid", "kid_mean", "intra_fid", "is_mean", "class_accuracy", "params", "macs")
   print("  ".join(f"{k}={r[k]:.4g}" if isinstance(r.get(k), float) else f"{k}={r.get(k)}"
                   for k in keys))
-  print(f"metrics: {os.path.join(f.out_dir or os.path.join(f.workdir, 'eval', f.model), 'metrics.json')}"
-        f"  grid: {r['grid']}")
+  default_out = os.path.join(f.workdir, "eval", r["model"])
+  print(f"metrics: {os.path.join(f.out_dir or default_out, 'metrics.json')}  grid: {r['grid']}")
 
 
 if __name__ == "__main__":

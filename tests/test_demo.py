@@ -37,21 +37,42 @@ class DemoTest(absltest.TestCase):
     self.assertLessEqual(report["slim_report"]["params_after"],
                          0.19 * report["slim_report"]["params_before"] + 1)
     self.assertLessEqual(report["slim_report"]["max_abs_diff"], 1e-5)
-    for name in ("teacher_fp32", "slim_fp32", "slim_int8"):
+    exports = [name for name, _, _ in demo.EXPORTS]
+    self.assertEqual(exports, ["teacher_fp32", "slim_fp32", "slim_fp16", "slim_dynamic",
+                               "slim_int8"])
+    for name in exports:
       self.assertTrue(os.path.exists(os.path.join(workdir, "export", f"{name}.tflite")))
       self.assertGreater(report["tflite_latency_ms_batch1"][name], 0)
+    for name in ("teacher_fp32", "slim_fp32", "slim_int8"):
       grid = Image.open(report["grids"][name])
       self.assertEqual(grid.size, (8 * 34 + 2, 10 * 34 + 2))
+    # Every row has its own metrics: Keras and each TFLite file through LiteRT, on the
+    # same latents (so fp32 TFLite scores as its Keras model within round-off).
+    evals = report["evaluations"]
+    self.assertEqual(set(evals), {"teacher", "slim", *exports})
+    for keras, tflite in (("teacher", "teacher_fp32"), ("slim", "slim_fp32")):
+      self.assertAlmostEqual(evals[tflite]["fid"], evals[keras]["fid"],
+                             delta=1e-3 * evals[keras]["fid"])
+    for name in exports:
+      self.assertEqual(evals[name]["generator"],
+                       os.path.join(workdir, "export", f"{name}.tflite"))
+      self.assertGreater(evals[name]["fid"], 0)
+    self.assertEqual(evals["slim_int8"]["quantization"], "int8")
+    rows = report["table"].splitlines()[2:]
+    self.assertLen(rows, len(demo.REPORT_ROWS))
+    self.assertIn(f"| PPCD slim | TFLite int8 | {report['slim_report']['params_after']:,} |",
+                  report["table"])
+    self.assertIn(f"{evals['slim_int8']['fid']:.2f} |", rows[-1])
+    self.assertNotIn("same weights", report["table"])
     side = Image.open(report["grids"]["side_by_side"])
     self.assertGreater(side.size[0], 2 * side.size[1])  # the three grids in a row
     for who in ("teacher", "student_slim"):
       self.assertGreater(report[who]["fid"], 0)
-    self.assertIn("| PPCD slim (int8) |", report["table"])
     # A second run reuses every finished stage: no retraining (same checkpoints), no
     # re-export (the TFLite files are not rewritten), the same latencies and metrics.
     before = sorted(os.listdir(os.path.join(workdir, "ppcd", "checkpoints")))
     exported = {n: os.stat(os.path.join(workdir, "export", f"{n}.tflite")).st_mtime_ns
-                for n in ("teacher_fp32", "slim_fp32", "slim_int8")}
+                for n in exports}
     again = demo.run_demo(workdir, os.path.join(ROOT, "configs", "tiny_test.cfg"),
                           num_samples=40, latency_repeats=3, classifier_epochs=1,
                           teacher_dir=teacher_dir)

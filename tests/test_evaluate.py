@@ -84,5 +84,67 @@ class EvaluateTest(absltest.TestCase):
       evaluate.load_for_eval(tiny_runs.teacher(), "teacher")
 
 
+class ExportedTest(absltest.TestCase):
+  """evaluate_exported: what ships (TFLite fp32 / int8 through LiteRT) gets the metrics."""
+
+  @classmethod
+  def setUpClass(cls):
+    import tempfile
+    from ppcd_tf import export
+    cls.wd = tiny_runs.student()
+    cls.extractor = "classifier:" + tiny_runs.classifier()
+    cls.stats = os.path.join(tiny_runs.root(), "stats")
+    cls.tmp = tempfile.mkdtemp()
+    g = evaluate.load_for_eval(cls.wd, "ema")[0]
+    cls.files = {q: os.path.join(cls.tmp, f"g_{q}.tflite") for q in ("none", "int8")}
+    cls.exports = {q: export.export_tflite(g, path, quantize=q)
+                   for q, path in cls.files.items()}
+    cls.keras = evaluate.evaluate_workdir(cls.wd, "ema", cls.extractor, num_samples=40,
+                                          seed=3, stats_dir=cls.stats,
+                                          out_dir=os.path.join(cls.tmp, "keras"))
+
+  def test_tflite_fp32_scores_as_the_keras_model(self):
+    r = evaluate.evaluate_exported(self.files["none"], self.wd, self.extractor,
+                                   num_samples=40, seed=3, stats_dir=self.stats)
+    # Same latents and features; LiteRT fp32 matches Keras within float round-off.
+    self.assertAlmostEqual(r["fid"], self.keras["fid"], delta=1e-3 * self.keras["fid"])
+    self.assertEqual(r["class_accuracy"], self.keras["class_accuracy"])
+    self.assertEqual((r["model"], r["format"], r["quantization"]),
+                     ("tflite_fp32", "tflite", "none"))
+    self.assertEqual(r["params"], self.keras["params"])
+    self.assertEqual(r["macs"], self.keras["macs"])
+    saved = json.load(open(os.path.join(self.wd, "eval", "tflite_fp32", "metrics.json")))
+    self.assertEqual(saved["fid"], r["fid"])
+    self.assertEqual(saved["generator"], os.path.abspath(self.files["none"]))
+
+  def test_tflite_int8_is_scored_on_its_own_outputs(self):
+    r = evaluate.evaluate_exported(self.files["int8"], self.wd, self.extractor,
+                                   num_samples=40, seed=3, stats_dir=self.stats,
+                                   out_dir=os.path.join(self.tmp, "int8"))
+    self.assertEqual(r["model"], "tflite_int8")
+    self.assertEqual(r["file_size_bytes"], self.exports["int8"]["file_size_bytes"])
+    self.assertLess(r["file_size_bytes"], self.exports["none"]["file_size_bytes"])
+    self.assertGreater(r["fid"], 0)
+    self.assertNotEqual(r["fid"], self.keras["fid"])  # quantised outputs differ
+    self.assertTrue(os.path.exists(os.path.join(self.tmp, "int8", "classes.png")))
+
+  def test_tags(self):
+    self.assertEqual(evaluate.exported_tag(self.files["int8"]), "tflite_int8")
+    self.assertEqual(evaluate.exported_tag(self.files["none"]), "tflite_fp32")
+
+  def test_a_model_of_another_run_is_refused(self):
+    from unittest import mock
+    from ppcd_tf import checkpoints
+    from ppcd_tf.config import ConfigError
+    cfg = checkpoints.read_config(self.wd)
+    other = cfg.replace(model=dict(num_classes=5))
+    with mock.patch.object(checkpoints, "read_config", return_value=other), \
+         self.assertRaisesRegex(ConfigError, r"\(classes, z_dim, resolution\) = "
+                                r"\(10, 32, 32\), but .* trains \(5, 32, 32\); pass the "
+                                r"--workdir the model was exported from"):
+      evaluate.evaluate_exported(self.files["none"], self.wd, self.extractor, 40,
+                                 stats_dir=self.stats)
+
+
 if __name__ == "__main__":
   absltest.main()

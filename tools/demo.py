@@ -12,10 +12,11 @@ and the settings they were made with are the same, WORKDIR/demo_stages.json):
   2. classifier   metrics classifier        WORKDIR/classifier
   3. ppcd         pruned + distilled student WORKDIR/ppcd
   4. slim         dense slim generator      WORKDIR/ppcd/slim (slim_report.json)
-  5. export       TFLite fp32 + int8 of the slim student, fp32 of the teacher
-                                            WORKDIR/export
+  5. export       TFLite fp32, fp16, dynamic-range and int8 of the slim student,
+                  fp32 of the teacher       WORKDIR/export
   6. samples      PNG grids through LiteRT  WORKDIR/samples
-  7. evaluate     FID/KID/IS/accuracy of teacher and slim student
+  7. evaluate     FID/KID/IS/accuracy of teacher and slim student, Keras and every
+                  TFLite export through LiteRT (same latents), WORKDIR/eval
   8. report       table on stdout, WORKDIR/demo_report.{json,md}
 """
 
@@ -61,6 +62,16 @@ def _stage(i: int, text: str) -> float:
 
 
 STAGE_CACHE = "demo_stages.json"
+# (file name, whose generator, quantization) of every TFLite export.
+EXPORTS = (("teacher_fp32", "teacher", "none"), ("slim_fp32", "slim", "none"),
+           ("slim_fp16", "slim", "float16"), ("slim_dynamic", "slim", "dynamic"),
+           ("slim_int8", "slim", "int8"))
+# The report's rows: evaluation name -> (whose generator, what runs it).
+REPORT_ROWS = {"teacher": ("teacher", "Keras"), "teacher_fp32": ("teacher", "TFLite fp32"),
+               "slim": ("slim", "Keras"), "slim_fp32": ("slim", "TFLite fp32"),
+               "slim_fp16": ("slim", "TFLite fp16"),
+               "slim_dynamic": ("slim", "TFLite dynamic-range int8"),
+               "slim_int8": ("slim", "TFLite int8")}
 
 
 def _reused(workdir: str, stage: str, key: dict, compute, still_there: bool = True):
@@ -165,16 +176,14 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
       student=checkpoints.all_checkpoints(checkpoints.checkpoint_dir(pdir))[-1],
       teacher=teacher_asset.check_teacher_dir(tdir)[1], teacher_dir=os.path.abspath(tdir),
       classifier_accuracy=acc, num_samples=num_samples, latency_repeats=latency_repeats)
-  names = ("teacher_fp32", "slim_fp32", "slim_int8")
+  names = [name for name, _, _ in EXPORTS]
 
   def export_all():
-    slim_g = slim.load_slim_generator(os.path.join(pdir, "slim"))
-    teacher_g, _ = slim.restore_trained_generator(workdir=tdir)
-    return {name: pipeline.export_and_time(g, os.path.join(edir, f"{name}.tflite"),
+    gens = dict(slim=slim.load_slim_generator(os.path.join(pdir, "slim")),
+                teacher=slim.restore_trained_generator(workdir=tdir)[0])
+    return {name: pipeline.export_and_time(gens[who], os.path.join(edir, f"{name}.tflite"),
                                            latency_repeats, quantize)
-            for name, g, quantize in (("teacher_fp32", teacher_g, "none"),
-                                      ("slim_fp32", slim_g, "none"),
-                                      ("slim_int8", slim_g, "int8"))}
+            for name, who, quantize in EXPORTS}
 
   exports = _reused(workdir, "export", made_from, export_all, still_there=all(
       os.path.exists(os.path.join(edir, f"{n}.tflite")) for n in names))
@@ -183,43 +192,52 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
   s = _stage(6, f"sample grids through the LiteRT interpreter -> {sdir}")
   classes = list(range(base.model.num_classes))[:10]
   grids = {}
-  for name in exports:
+  for name in ("teacher_fp32", "slim_fp32", "slim_int8"):
     path = os.path.join(edir, f"{name}.tflite")
     grid = export.sample_class_grid(export.open_generator(path), classes, 8, seed=0)
     grids[name] = images.save_grid(grid, os.path.join(sdir, f"{name}.png"), rows=len(classes))
   titles = {"teacher_fp32": "teacher (TFLite fp32)", "slim_fp32": "PPCD slim (TFLite fp32)",
             "slim_int8": "PPCD slim (TFLite int8)"}
   grids["side_by_side"] = images.save_side_by_side(
-      [(grids[n], titles[n]) for n in exports], os.path.join(sdir, "side_by_side.png"))
+      [(grids[n], titles[n]) for n in titles], os.path.join(sdir, "side_by_side.png"))
   _done(s, " ".join(grids.values()))
 
-  s = _stage(7, f"evaluate teacher and slim student ({num_samples} samples each)")
+  s = _stage(7, f"evaluate the teacher, the slim student and every TFLite export "
+                f"({num_samples} samples each, the same latents)")
   extractor = f"classifier:{cdir}"
   stats_dir = os.path.join(workdir, "reference_stats")
-  ev_teacher, ev_student = _reused(workdir, "evaluate", made_from, lambda: (
-      evaluate.evaluate_workdir(tdir, "ema", extractor, num_samples, stats_dir=stats_dir,
-                                out_dir=os.path.join(workdir, "eval", "teacher")),
-      evaluate.evaluate_workdir(pdir, "slim", extractor, num_samples,
-                                stats_dir=stats_dir)))
-  _done(s, f"FID teacher {ev_teacher['fid']:.2f}, slim student {ev_student['fid']:.2f}")
+
+  def evaluate_all():
+    out = {"teacher": evaluate.evaluate_workdir(
+               tdir, "ema", extractor, num_samples, stats_dir=stats_dir,
+               out_dir=os.path.join(workdir, "eval", "teacher")),
+           "slim": evaluate.evaluate_workdir(pdir, "slim", extractor, num_samples,
+                                             stats_dir=stats_dir)}
+    for name, who, _ in EXPORTS:
+      out[name] = evaluate.evaluate_exported(
+          os.path.join(edir, f"{name}.tflite"), tdir if who == "teacher" else pdir,
+          extractor, num_samples, stats_dir=stats_dir,
+          out_dir=os.path.join(workdir, "eval", name))
+    return out
+
+  evals = _reused(workdir, "evaluate", dict(made_from, exports=names), evaluate_all)
+  ev_teacher, ev_student = evals["teacher"], evals["slim"]
+  _done(s, ", ".join(f"{k} FID {v['fid']:.2f}" for k, v in evals.items()))
 
   s = _stage(8, "report")
   lat = {k: v["latency_ms_batch1"] for k, v in exports.items()}
-  rows = [
-      ("teacher", ev_teacher, exports["teacher_fp32"], lat["teacher_fp32"]),
-      ("PPCD slim (fp32)", ev_student, exports["slim_fp32"], lat["slim_fp32"]),
-      ("PPCD slim (int8)", None, exports["slim_int8"], lat["slim_int8"]),
-  ]
-  header = ("| model | params | MACs/image | FID | KID | class acc | TFLite ms (batch 1) "
-            "| TFLite KiB |")
-  lines = [header, "|" + "---|" * 8]
-  for name, ev, ex, ms in rows:
-    metrics = (f"{ev['fid']:.2f} | {ev['kid_mean']:.3f} | {ev['class_accuracy']:.3f}"
-               if ev else "(same weights, int8) | | ")
-    macs = ex.get("macs_per_image") or ex.get("macs", "")
+  header = ("| model | runs as | params | MACs/image | FID | KID | class acc "
+            "| TFLite ms (batch 1) | TFLite KiB |")
+  lines = [header, "|" + "---|" * 9]
+  for name, (who, runs_as) in REPORT_ROWS.items():
+    ev, ex = evals[name], exports.get(name)
+    ref = exports["teacher_fp32" if who == "teacher" else "slim_fp32"]
+    macs = ref.get("macs_per_image", "")
     macs = f"{macs:,}" if isinstance(macs, int) else macs
-    lines.append(f"| {name} | {ex['params']:,} | {macs} "
-                 f"| {metrics} | {ms:.2f} | {ex['file_size_bytes'] / 1024:.0f} |")
+    speed = (f"{lat[name]:.2f} | {ex['file_size_bytes'] / 1024:.0f}" if ex else "| ")
+    lines.append(f"| {'teacher' if who == 'teacher' else 'PPCD slim'} | {runs_as} "
+                 f"| {ref['params']:,} | {macs} | {ev['fid']:.2f} | {ev['kid_mean']:.3f} "
+                 f"| {ev['class_accuracy']:.3f} | {speed} |")
   table = "\n".join(lines)
   result = {
       "config": config_path, "workdir": os.path.abspath(workdir),
@@ -228,6 +246,7 @@ def run_demo(workdir: str, config_path: str, num_samples: int = 2000,
                                        "stopped_early")},
       "wall_seconds": round(time.time() - t0, 1),
       "teacher": ev_teacher, "student_slim": ev_student, "exports": exports,
+      "evaluations": evals,
       "tflite_latency_ms_batch1": lat, "slim_report": {
           k: report[k] for k in ("params_before", "params_after", "param_reduction",
                                  "macs_before", "macs_after", "max_abs_diff")},
