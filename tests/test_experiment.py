@@ -183,6 +183,31 @@ class MetricsCheckTest(absltest.TestCase):
       self._run_check(2.1)
 
 
+class VariantBackfillTest(absltest.TestCase):
+
+  def test_finished_results_get_variants_only_where_the_workdir_is_here(self):
+    from unittest import mock
+    from ppcd_tf import checkpoints
+    exp = _experiment(tempfile.mkdtemp())
+    run = experiment.RUNS["ppcd_t81"]
+    found = {"int8": {"fid": 3.0}}
+    with mock.patch.object(exp, "variants", return_value=found) as variants, \
+         mock.patch.object(checkpoints, "all_checkpoints", return_value=[]):
+      self.assertEqual(exp._add_variants(run, 1, {"fid": 2.0}), {"fid": 2.0})  # no workdir
+    variants.assert_not_called()
+    os.makedirs(os.path.dirname(exp.result_path("ppcd_t81", 1)))
+    with mock.patch.object(exp, "variants", return_value=found) as variants, \
+         mock.patch.object(checkpoints, "all_checkpoints", return_value=["ckpt-6"]):
+      self.assertEqual(exp._add_variants(run, 1, {"fid": 2.0}),
+                       {"fid": 2.0, "variants": found})
+      self.assertEqual(exp._add_variants(run, 1, {"variants": {}}), {"variants": {}})
+      other = exp._add_variants(experiment.RUNS["teacher_more"], 1, {"fid": 2.0})
+    self.assertEqual(other, {"fid": 2.0})  # not a VARIANT_RUNS run
+    variants.assert_called_once_with(run, 1)
+    with open(exp.result_path("ppcd_t81", 1)) as f:
+      self.assertEqual(json.load(f)["variants"], found)
+
+
 class EndToEndTest(absltest.TestCase):
 
   @pytest.mark.slow
@@ -220,6 +245,15 @@ class EndToEndTest(absltest.TestCase):
     self.assertEqual((more["train_steps"], more["student_steps"]),
                      (before["best_step"] + 6, 6))
     self.assertEqual(more["params"], teacher["params"])
+    # What ships: every TFLite variant of the teacher and of PPCD, evaluated through
+    # LiteRT on the same latents (fp32 scores as the Keras model within round-off).
+    for r in (teacher, by["ppcd_t81"]):
+      self.assertEqual(list(r["variants"]), ["fp32", "fp16", "dynamic", "int8"])
+      self.assertAlmostEqual(r["variants"]["fp32"]["fid"], r["fid"], delta=1e-3 * r["fid"])
+      self.assertLess(r["variants"]["int8"]["kib"], r["variants"]["fp32"]["kib"])
+      for v in r["variants"].values():
+        self.assertTrue(np.isfinite(v["fid"]) and v["latency_ms"] > 0, r["name"])
+    self.assertNotIn("variants", more)  # only VARIANT_RUNS
     for r in results:
       for key in ("fid", "kid_mean", "intra_fid", "class_accuracy", "tflite_latency_ms"):
         self.assertTrue(np.isfinite(r[key]), (r["name"], key))

@@ -22,7 +22,7 @@ def _result(name, fid, seed, params=1000, curve=((5, 50.0), (10, 40.0))):
 
 class ReportTest(absltest.TestCase):
 
-  def _write(self, fids, teacher_fid=20.0, params=None):
+  def _write(self, fids, teacher_fid=20.0, params=None, variants=None):
     """fids: {run: [FID at seed 1, 2, ...]}, params: {run: [params at seed 1, ...]} where
     they differ from the defaults; returns RESULTS.md's text and the folder."""
     root = tempfile.mkdtemp()
@@ -39,7 +39,10 @@ class ReportTest(absltest.TestCase):
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, f"{name}.json"), "w") as f:
           p = (params or {}).get(name, [1900 if name == "ppcd_t81" else 1000] * len(values))
-          json.dump(_result(name, fid, seed, params=p[seed - 1]), f)
+          r = _result(name, fid, seed, params=p[seed - 1])
+          if name in (variants or {}):
+            r["variants"] = variants[name][seed - 1]
+          json.dump(r, f)
     md = experiment_report.Report(exp).write(os.path.join(root, "RESULTS.md"), "the-cmd")
     with open(md) as f:
       return f.read(), res
@@ -69,6 +72,22 @@ class ReportTest(absltest.TestCase):
     # mean 1,911.33 -> 1,911; MACs are 10x params in these files.
     self.assertIn("| PPCD (81% removed) | 3 | 1,911 (1,874..1,960) | 19,113 (18,740..19,600) "
                   "| 21.00 ± 0.50 |", text)
+
+  def test_exported_variants_table(self):
+    def variant(fid, ms, kib):
+      return dict(fid=fid, kid_mean=0.002, intra_fid=fid + 1, class_accuracy=0.95,
+                  latency_ms=ms, kib=kib, max_abs_diff=0.01)
+    per_seed = [dict(fp32=variant(21.0, 0.2, 100.0), int8=variant(23.0, 0.4, 30.0)),
+                dict(fp32=variant(21.5, 0.2, 100.0), int8=variant(24.5, 0.6, 30.0))]
+    text, _ = self._write(dict(ppcd_t81=[21.0, 21.5]), variants=dict(ppcd_t81=per_seed))
+    self.assertIn("## Exported variants (81% removed)", text)
+    # FID change against the same seed's Keras FID: int8 +2.0 and +3.0.
+    self.assertIn("| PPCD (81% removed) | fp32 | 2 | 21.25 ± 0.35 | 0.00 ± 0.00 | 2.00 ± 0.00 "
+                  "| 0.950 ± 0.000 | 0.20 ± 0.00 | 100 ± 0 |", text)
+    self.assertIn("| PPCD (81% removed) | int8 | 2 | 23.75 ± 1.06 | 2.50 ± 0.71 |", text)
+    self.assertNotIn("| fp16 |", text)  # a variant no seed has is not a row
+    text, _ = self._write(dict(ppcd_t81=[21.0, 21.5]))
+    self.assertNotIn("Exported variants", text)
 
   def test_a_tie_is_not_a_win(self):
     # PPCD's mean is lower than one baseline's, but the seeds overlap: a tie, not met.

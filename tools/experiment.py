@@ -22,7 +22,9 @@ The protocol (docs/RESULTS.md states it with the numbers):
   (the "equal total steps" view).
 * Every run is evaluated on `--num_samples` samples (FID, KID, intra-FID, IS, class
   accuracy; latent seed 0, features of the metrics classifier), exported to TFLite
-  fp32 and timed at batch 1. Students also evaluate every 1/`--curve_evals` of their
+  fp32 and timed at batch 1. The teacher, PPCD at the main budget and the structured
+  baselines are also exported as every TFLite variant (fp32, fp16, dynamic-range,
+  int8), each evaluated through LiteRT on the same latents and timed. Students also evaluate every 1/`--curve_evals` of their
   steps on `--curve_samples` samples, for the FID-against-steps curves.
 * The metrics classifier is trained in WORKDIR/classifier (the default recipe). A
   fresh workdir's classifier must give the teacher the FID of the committed
@@ -87,6 +89,10 @@ STRUCTURED = ("oneshot_l1", "uniform_l1_distill", "uniform_l1")
 # not be compared with the committed ones. Measured: retrained with oneDNN on, the
 # teacher's FID moved 1.2e-6 (1.1241195 vs 1.1241181).
 METRICS_CHECK_TOLERANCE = 1e-3
+# Runs whose every TFLite variant is exported, evaluated through LiteRT and timed
+# (RESULTS.md "Exported variants"): what a user would ship at the main budget.
+VARIANT_RUNS = ("teacher", MAIN_RUN) + STRUCTURED
+VARIANTS = (("fp32", "none"), ("fp16", "float16"), ("dynamic", "dynamic"), ("int8", "int8"))
 METRICS_CHECK_FILE = "teacher_check.json"
 _NO_DISTILL = dict(lambda_att=0.0, lambda_cam=0.0, lambda_pix=0.0)
 
@@ -454,6 +460,8 @@ class Experiment:
         prune_min_channel_fraction=(self.min_channel_fraction(run) if run.kind == "ppcd"
                                     else None),
         config=self.config_path, **extra)
+    if run.name in VARIANT_RUNS:
+      result["variants"] = self.variants(run, seed, generator)
     path = self.result_path(run.name, seed)
     checkpoints.write_json_atomic(path, result)
     if run.kind == "teacher":  # this classifier measured the teacher result itself
@@ -461,6 +469,45 @@ class Experiment:
     grid_dst = os.path.join(os.path.dirname(path), "grids", f"{run.name}.png")
     os.makedirs(os.path.dirname(grid_dst), exist_ok=True)
     shutil.copyfile(ev["grid"], grid_dst)
+    return result
+
+  def variants(self, run: Run, seed: int, generator=None) -> Dict[str, Dict]:
+    """Exports the run's final generator as every TFLite variant (`VARIANTS`), times
+    each at batch 1 and evaluates each through LiteRT on the run's latents and
+    features: {variant: {fid, kid_mean, intra_fid, class_accuracy, latency_ms, kib,
+    max_abs_diff}}."""
+    from ppcd_tf import evaluate, pipeline
+    wd, out = self.workdir(run.name, seed), self._outputs(run.name, seed)
+    if generator is None:
+      model = "slim" if run.kind in ("ppcd", "magnitude") else "ema"
+      generator = evaluate.load_for_eval(wd, model)[0]
+    found = {}
+    for name, quantize in VARIANTS:
+      path = os.path.join(out, "export", f"g_{name}.tflite")
+      exp = pipeline.export_and_time(generator, path, self.latency_repeats, quantize)
+      ev = evaluate.evaluate_exported(
+          path, wd, self.extractor, self.num_samples,
+          stats_dir=os.path.join(self.root, "reference_stats"),
+          out_dir=os.path.join(out, "eval", f"tflite_{name}"))
+      found[name] = dict(fid=ev["fid"], kid_mean=ev["kid_mean"], intra_fid=ev.get("intra_fid"),
+                         class_accuracy=ev.get("class_accuracy"),
+                         latency_ms=exp["latency_ms_batch1"],
+                         kib=exp["file_size_bytes"] / 1024, max_abs_diff=exp["max_abs_diff"])
+      print(f"[{run.name} seed {seed}] TFLite {name}: FID {ev['fid']:.2f}, "
+            f"{exp['latency_ms_batch1']:.2f} ms", flush=True)
+    return found
+
+  def _add_variants(self, run: Run, seed: int, result: Dict) -> Dict:
+    """A finished result of a `VARIANT_RUNS` run without variants gets them, where its
+    workdir is still here (a fresh checkout has only the result files)."""
+    from ppcd_tf import checkpoints
+    if run.name not in VARIANT_RUNS or "variants" in result:
+      return result
+    wd = self.workdir(run.name, seed)
+    if not checkpoints.all_checkpoints(checkpoints.checkpoint_dir(wd)):
+      return result
+    result = dict(result, variants=self.variants(run, seed))
+    checkpoints.write_json_atomic(self.result_path(run.name, seed), result)
     return result
 
   def run(self, names: Optional[List[str]] = None) -> List[Dict]:
@@ -476,7 +523,7 @@ class Experiment:
         path = self.result_path(name, seed)
         if os.path.exists(path):
           print(f"[{name} seed {seed}] done earlier: {path}", flush=True)
-          done.append(json.load(open(path)))
+          done.append(self._add_variants(run, seed, json.load(open(path))))
           continue
         print(f"\n=== [{name}] {run.label}, training seed {seed} ===", flush=True)
         result = self.finish(run, seed, self.train(run, seed))

@@ -16,7 +16,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ppcd_tf import stats
-from tools.experiment import MAIN_RUN, MAIN_TARGET, RUNS, STRUCTURED, budget_family
+from tools.experiment import (MAIN_RUN, MAIN_TARGET, RUNS, STRUCTURED, VARIANT_RUNS, VARIANTS,
+                              budget_family)
 
 __all__ = ["Report", "GOAL_FRACTION"]
 
@@ -222,6 +223,7 @@ class Report:
     budgets = [n for n, r in RUNS.items() if r.target != MAIN_TARGET]
     if any(n in self.runs for n in budgets):
       lines += ["## Other budgets", ""] + self._table(budgets, compare=False) + [""]
+    lines += self._variant_lines()
     if self.runs:
       self._plots()
       lines += self._curve_lines()
@@ -238,6 +240,40 @@ class Report:
       lines += [f"**{r['label']}**  ", f"![{n}]({self._rel(os.path.join(folder, 'grids', n + '.png'))})", ""]
     files.write_text_atomic(md, "\n".join(lines) + "\n")
     return md
+
+  def _variant_lines(self) -> List[str]:
+    """Every TFLite variant of the runs that have them (`VARIANT_RUNS`), evaluated
+    through LiteRT; the FID change is against the same seeds' Keras model."""
+    by_run = {}
+    for name in VARIANT_RUNS:
+      results = ([self.teacher] if name == "teacher" and self.teacher else
+                 [r for _, r in sorted(self.runs.get(name, {}).items())])
+      with_variants = [r for r in results if r and r.get("variants")]
+      if with_variants:
+        by_run[name] = with_variants
+    if not by_run:
+      return []
+    lines = [f"## Exported variants ({MAIN_TARGET:.0%} removed)", "",
+             "What ships: each run's final generator exported as TFLite fp32, fp16, "
+             "dynamic-range int8 and full int8 (`ppcd_tf.export`), every file evaluated "
+             "through LiteRT (`python -m ppcd_tf.evaluate --exported=FILE`) on the same "
+             "latents and features as the Keras model, and timed at batch 1. \"FID change\" "
+             "is against the Keras model of the same seeds.", "",
+             "| run | variant | seeds | FID | FID change | KID x1e3 | class acc | "
+             "TFLite ms (b=1) | KiB |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, results in by_run.items():
+      for variant, _ in VARIANTS:
+        rows = [r for r in results if variant in r["variants"]]
+        if not rows:
+          continue
+        v = [r["variants"][variant] for r in rows]
+        change = [x["fid"] - r["fid"] for x, r in zip(v, rows)]
+        lines.append(
+            f"| {RUNS[name].label} | {variant} | {len(rows)} | {_fmt([x['fid'] for x in v])} "
+            f"| {_fmt(change, 2)} | {_fmt([x['kid_mean'] for x in v], 2, 1e3)} "
+            f"| {_fmt([x['class_accuracy'] for x in v], 3)} "
+            f"| {_fmt([x['latency_ms'] for x in v])} | {_fmt([x['kib'] for x in v], 0)} |")
+    return lines + [""]
 
   def _curve_lines(self) -> List[str]:
     rel = lambda name: self._rel(os.path.join(self.dir, name))  # noqa: E731
