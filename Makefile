@@ -5,7 +5,9 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKDIR ?= runs/demo
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
+# No TF_CPP_MIN_LOG_LEVEL here: ppcd_tf sets it to 2 itself and then keeps TensorFlow's
+# start-up notices off the console; a TF_CPP_MIN_LOG_LEVEL in the environment means "show
+# them" (ppcd_tf/quiet_start.py), which is how `make demo` printed cuInit errors.
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: venv test test-fast demo clean help

@@ -64,6 +64,27 @@ class QuietStartTest(absltest.TestCase):
         quiet, {"TF_CPP_MIN_LOG_LEVEL": "2"}))
 
 
+class MakefileTest(absltest.TestCase):
+
+  def test_make_demo_leaves_the_log_level_to_ppcd_tf(self):
+    # A TF_CPP_MIN_LOG_LEVEL in the environment means "show the notices" (above), so a
+    # Makefile that exports one makes `make demo` print cuInit errors. PY is swapped for
+    # a script that prints the environment the demo command would get.
+    import tempfile
+    fake = os.path.join(tempfile.mkdtemp(), "python")
+    with open(fake, "w") as f:
+      f.write("#!/bin/sh\necho \"args: $*\"\nenv\n")
+    os.chmod(fake, 0o755)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run(["make", "-s", "--no-print-directory", "demo", f"PY={fake}",
+                           "WORKDIR=/tmp/unused"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+    self.assertIn("args: -m tools.demo --workdir=/tmp/unused", proc.stdout)
+    self.assertIn("TF_USE_LEGACY_KERAS=1", proc.stdout)
+    self.assertNotIn("TF_CPP_MIN_LOG_LEVEL", proc.stdout)
+
+
 class RemapperWorkaroundTest(absltest.TestCase):
 
   def test_discriminator_same_as_with_tf_nn_relu(self):
