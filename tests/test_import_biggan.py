@@ -346,7 +346,7 @@ def test_failed_overwrite_keeps_the_old_teacher(tmp_path, tiny_cfg, monkeypatch)
   # A failure once the new workdir is written (its check, here) keeps the old one too.
   def failed_check(*args):
     raise bi.BigGANImportError("check failed (test)")
-  monkeypatch.setattr(bi, "_verify_workdir", failed_check)
+  monkeypatch.setattr(bi.writer, "_verify_workdir", failed_check)
   with pytest.raises(bi.BigGANImportError, match=r"check failed \(test\)"):
     bi.import_teacher(out, tiny_cfg, new_g, d_state, step=6, overwrite=True)
   monkeypatch.undo()

@@ -13,7 +13,7 @@ files with the same keys do not. On a machine with torch, convert once:
 
 The model flags (--flagfile) must describe the checkpoint: the importer infers the
 architecture from the tensor shapes, compares, and names every difference. Every
-tensor must be consumed and every variable filled (ppcd_tf/biggan_import.py).
+tensor must be consumed and every variable filled (ppcd_tf/biggan_import/).
 --cross_replica (SyncBN) checkpoints are refused: BigGAN-PyTorch's SyncBN eval path
 adds the CBN gain instead of multiplying by it, so no exact import exists;
 --allow_cross_replica imports them with standard BatchNorm all the same. An unreadable
