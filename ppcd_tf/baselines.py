@@ -190,7 +190,7 @@ class MagnitudePruningTrainer(Trainer):
     """As `Trainer.sample_grid`, but calls the wrapped EMA generator in replica
     context: tfmot's mask op uses `merge_call`, which a cross-replica call lacks."""
     from ppcd_tf import evaluation, images as images_lib
-    from ppcd_tf.train_lib import SAMPLE_SEED, _sample_rows
+    from ppcd_tf.trainer.common import SAMPLE_SEED, _sample_rows
     rows = _sample_rows(self.model_cfg.num_classes)
     y = tf.constant(np.repeat(rows, per_class).astype(np.int32))
     z = tf.constant(evaluation.sample_z(int(y.shape[0]), self.model_cfg.z_dim, SAMPLE_SEED,
