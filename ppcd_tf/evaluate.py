@@ -131,11 +131,13 @@ def evaluate_workdir(workdir: str, model: str, extractor_name: str, num_samples:
                         macs=cost.total_macs))
 
 
-def exported_tag(path: str, runner=None) -> str:
+def exported_tag(path: str, runner=None, meta: Optional[Dict[str, Any]] = None) -> str:
   """A short name of an exported generator: 'tflite_int8', 'tflite_fp32',
-  'saved_model', 'slim' (its format and quantization)."""
+  'saved_model', 'slim' (its format and quantization; `meta` is its export JSON when
+  the caller has read it)."""
   from ppcd_tf import export
-  meta = export.read_export_json(path) or {}
+  if meta is None:
+    meta = export.read_export_json(path) or {}
   kind = runner.kind if runner is not None else (
       "tflite" if path.endswith(".tflite") else meta.get("format", "saved_model"))
   if kind == "tflite":
@@ -166,7 +168,7 @@ def evaluate_exported(path: str, workdir: str, extractor_name: str, num_samples:
         f"{path} generates (classes, z_dim, resolution) = {got}, but {workdir} trains "
         f"{want}; pass the --workdir the model was exported from.")
   meta = export.read_export_json(path) or {}
-  tag = exported_tag(path, runner)
+  tag = exported_tag(path, runner, meta)
   return _evaluate(runner, cfg, extractor_name, num_samples, seed, truncation, stats_dir,
                    out_dir or os.path.join(workdir, "eval", tag), grid_per_class, None, tag,
                    dict(model=tag, generator=os.path.abspath(path), format=runner.kind,

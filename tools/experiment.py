@@ -461,7 +461,7 @@ class Experiment:
                                     else None),
         config=self.config_path, **extra)
     if run.name in VARIANT_RUNS:
-      result["variants"] = self.variants(run, seed, generator)
+      result["variants"] = self.variants(run, seed, generator, fp32_export=exp)
     path = self.result_path(run.name, seed)
     checkpoints.write_json_atomic(path, result)
     if run.kind == "teacher":  # this classifier measured the teacher result itself
@@ -471,11 +471,13 @@ class Experiment:
     shutil.copyfile(ev["grid"], grid_dst)
     return result
 
-  def variants(self, run: Run, seed: int, generator=None) -> Dict[str, Dict]:
+  def variants(self, run: Run, seed: int, generator=None,
+               fp32_export: Optional[Dict] = None) -> Dict[str, Dict]:
     """Exports the run's final generator as every TFLite variant (`VARIANTS`), times
     each at batch 1 and evaluates each through LiteRT on the run's latents and
     features: {variant: {fid, kid_mean, intra_fid, class_accuracy, latency_ms, kib,
-    max_abs_diff}}."""
+    max_abs_diff}}. `fp32_export` is `finish`'s export and timing of g_fp32.tflite,
+    reused instead of exporting and timing it again."""
     from ppcd_tf import evaluate, pipeline
     wd, out = self.workdir(run.name, seed), self._outputs(run.name, seed)
     if generator is None:
@@ -484,7 +486,8 @@ class Experiment:
     found = {}
     for name, quantize in VARIANTS:
       path = os.path.join(out, "export", f"g_{name}.tflite")
-      exp = pipeline.export_and_time(generator, path, self.latency_repeats, quantize)
+      exp = (fp32_export if name == "fp32" and fp32_export is not None else
+             pipeline.export_and_time(generator, path, self.latency_repeats, quantize))
       ev = evaluate.evaluate_exported(
           path, wd, self.extractor, self.num_samples,
           stats_dir=os.path.join(self.root, "reference_stats"),
