@@ -101,6 +101,23 @@ def read_config_file(path: str) -> config_lib.Config:
                           "from a backup or start a new workdir.") from e
 
 
+def read_record(path: str, convert: Callable[[Dict], Dict], advice: str) -> Optional[Dict]:
+  """A workdir's small JSON record (slim switch, QAT ranges) through `convert`, or None
+  when the file does not exist.
+
+  Raises:
+    CheckpointError: the file exists but cannot be read or converted; the message
+      ends with `advice` (what the record is for and how to recover).
+  """
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return convert(json.load(f))
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise CheckpointError(f"{path} is unreadable ({type(e).__name__}: {e}); {advice}") from e
+
+
 def _architecture_fields(m: config_lib.ModelConfig) -> Dict:
   r = m.resolved()
   d = {k: v for k, v in vars(r).items()}

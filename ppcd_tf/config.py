@@ -212,6 +212,7 @@ class PruningConfig:
   min_channel_fraction: float = 0.05  # every mask keeps at least this share (and >= 1)
   importance: str = "taylor"        # one of IMPORTANCES (ppcd_tf.importance)
   slim_finetune: bool = True        # after end_step, train the dense slim G (slim_finetune.py)
+  qat_steps: int = 0                # the last N steps train with int8 fake quant (ppcd_tf.qat)
 
   def validate(self) -> None:
     _check(0.0 < self.target_fraction < 1.0,
@@ -237,6 +238,7 @@ class PruningConfig:
            f"min_channel_fraction={self.min_channel_fraction} must be in [0, 1).")
     _check(self.importance in IMPORTANCES,
            f"importance={self.importance!r} must be one of {IMPORTANCES}.")
+    _check(self.qat_steps >= 0, f"qat_steps={self.qat_steps} must be >= 0 (0 = no QAT).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,6 +366,22 @@ class Config:
              f"prune_end_step={self.pruning.end_step} must be < num_steps="
              f"{self.optim.num_steps}: the last pruning event runs at prune_end_step "
              "and the survivors are fine-tuned after it.")
+    q = self.pruning.qat_steps
+    if q:
+      _check(q < self.optim.num_steps,
+             f"qat_steps={q} must be < num_steps={self.optim.num_steps}: QAT is the "
+             "last qat_steps steps of the run.")
+      _check(self.run.precision == "float32",
+             f"qat_steps={q} needs --precision=float32 (the fake-quant ops are float32), "
+             f"not {self.run.precision}.")
+      if self.run.mode == "ppcd" and self.distill.use_masks:
+        _check(self.pruning.slim_finetune,
+               f"qat_steps={q} quantises the dense slim generator; it needs "
+               "--prune_slim_finetune.")
+        _check(self.pruning.end_step < self.optim.num_steps - q,
+               f"qat_steps={q} starts QAT at step {self.optim.num_steps - q}, at or "
+               f"before prune_end_step={self.pruning.end_step}; QAT follows the last "
+               "pruning event: lower --qat_steps or raise --num_steps.")
     return self
 
   def replace(self, **parts: Any) -> "Config":

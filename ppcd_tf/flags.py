@@ -142,6 +142,13 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                     "the masked full-width one: the same function and updates, at the "
                     "slim width's cost (ppcd_tf.slim_finetune). --noprune_slim_finetune "
                     "keeps the masked generator to the end.", **m)
+  flags.DEFINE_integer("qat_steps", pd.qat_steps,
+                       "Quantisation-aware fine-tuning: the last N of --num_steps train G "
+                       "through int8 fake quant at every conv and dense layer (ranges "
+                       "calibrated on the EMA generator when QAT starts, then fixed; "
+                       "ppcd_tf.qat), so the int8 TFLite export computes what was trained. "
+                       "For PPCD it must start after --prune_end_step. 0 = off.",
+                       lower_bound=0, **m)
 
   # --- distillation ---
   m = dict(kw, module_name=_g("distillation"))
@@ -313,7 +320,8 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           sparsity_weight=f.sparsity_weight, mask_lr_scale=f.mask_lr_scale,
           cost_exponent=f.prune_cost_exponent,
           min_channel_fraction=f.prune_min_channel_fraction,
-          importance=f.prune_importance, slim_finetune=f.prune_slim_finetune),
+          importance=f.prune_importance, slim_finetune=f.prune_slim_finetune,
+          qat_steps=f.qat_steps),
       distill=config_lib.DistillConfig(
           teacher_dir=f.teacher_dir, init_from_teacher=f.init_from_teacher,
           init_optimizer_from_teacher=f.init_optimizer_from_teacher,

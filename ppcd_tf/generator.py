@@ -248,6 +248,8 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     # a negligible share of G's MACs), so images are computed, not just cast, in float32.
     self.final_conv = SNConv2D(cfg.image_channels, 3, name="final_conv", dtype="float32",
                                **sn)
+    # Set by ppcd_tf.qat: fake quant of z, of the class embedding and of the images.
+    self.quant = None
 
   # ---- properties ----
   @property
@@ -301,6 +303,8 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     z, y = inputs
     # The compute dtype: float32, or bfloat16 / float16 under a mixed policy.
     z = tf.cast(z, self.compute_dtype)
+    if self.quant is not None:
+      z = self.quant.latent(z)
     y = tf.cast(tf.reshape(y, [-1]), tf.int32)
     n = self._layout.num_blocks
     if self._model_cfg.hierarchical_z:
@@ -312,6 +316,8 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
 
   def _conditions(self, block_z, y) -> List[tf.Tensor]:
     shared = self.shared(y)
+    if self.quant is not None:
+      shared = self.quant.shared(shared)
     return [shared if zc is None else tf.concat([shared, zc], axis=1) for zc in block_z]
 
   def forward_with_features(self, inputs, training=False):
@@ -342,6 +348,8 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
       h = in_mask(h)
     # Images are float32 under every policy, so losses and metrics see float32.
     images = tf.tanh(tf.cast(self.final_conv(h, training=training), tf.float32))
+    if self.quant is not None:
+      images = self.quant.images(images)
     return images, features
 
   def call(self, inputs, training=None):

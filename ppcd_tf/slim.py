@@ -42,6 +42,7 @@ import tensorflow as tf
 from ppcd_tf import checkpoints
 from ppcd_tf import config as config_lib
 from ppcd_tf import flops
+from ppcd_tf import qat
 from ppcd_tf.generator import BOTTOM_WIDTH, Generator, GeneratorChannels, build_generator
 from ppcd_tf.layers.spectral_norm import SpectralNormLayer
 
@@ -162,7 +163,8 @@ def slim_generator(masked_generator: Generator, name: Optional[str] = None,
   Returns:
     A built Generator with `masked=False`, `sn_mode="frozen"` and
     `channels=masked_generator.live_channels()`; its `training=False` output equals
-    the masked generator's.
+    the masked generator's (a quantisation-aware one's fake quant included,
+    `ppcd_tf.qat`).
   """
   src = masked_generator
   live = index_sets_with_stem_units(src, live_index_sets(src))
@@ -182,6 +184,7 @@ def slim_generator(masked_generator: Generator, name: Optional[str] = None,
   for s, d in zip(src.blocks, dst.blocks):
     if s.attention is not None:
       d.attention.gamma.assign(s.attention.gamma)
+  qat.copy_quantization(src, dst)  # a QAT generator's copy computes its fake quant too
   return dst
 
 
@@ -393,7 +396,18 @@ def restore_trained_generator(workdir: Optional[str] = None,
       raise checkpoints.CheckpointError(
           f"cannot restore {key} from {checkpoint}: {str(e).splitlines()[0][:200]}") from e
     checkpoints.require_finite(generator, checkpoint, key)
+    _quantize_if_qat(generator, run_dir, checkpoint)
     return generator, checkpoint
   prefix, _ = checkpoints.restore_objects_from_workdir(workdir, **{key: generator})
   checkpoints.require_finite(generator, prefix, key)
+  _quantize_if_qat(generator, run_dir, prefix)
   return generator, prefix
+
+
+def _quantize_if_qat(generator: Generator, run_dir: str, prefix: str) -> None:
+  """A checkpoint from a run's QAT phase (`--qat_steps`, at or after the step in
+  WORKDIR/qat.json) gives the fake-quant generator it was trained as."""
+  from ppcd_tf import slim_finetune  # it imports this module
+  record = qat.read_record(run_dir)
+  if record is not None and slim_finetune.checkpoint_step(prefix) >= record["step"]:
+    qat.enable(generator, record["ranges"])

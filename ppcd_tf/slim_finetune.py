@@ -28,7 +28,6 @@ export, sampling) reads the marker and builds the architecture the checkpoint ho
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Dict, List, Optional, Sequence
@@ -63,21 +62,15 @@ def read_switch(workdir: str) -> Optional[Dict]:
   Raises:
     checkpoints.CheckpointError: the file exists but cannot be read.
   """
-  path = _path(workdir)
-  if not os.path.exists(path):
-    return None
-  try:
-    with open(path) as f:
-      record = json.load(f)
+  def convert(record):
     record["channels"] = GeneratorChannels.from_dict(record["channels"])
     record["live"] = {k: np.asarray(v, np.int64) for k, v in record["live"].items()}
     record["step"] = int(record["step"])
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    raise checkpoints.CheckpointError(
-        f"{path} is unreadable ({type(e).__name__}: {e}); it records at which step the "
-        "run switched to the slim generator. Restore it from a copy, or delete the "
-        "checkpoints numbered above that step with it.") from e
-  return record
+    return record
+  return checkpoints.read_record(
+      _path(workdir), convert,
+      "it records at which step the run switched to the slim generator. Restore it "
+      "from a copy, or delete the checkpoints numbered above that step with it.")
 
 
 def switch_record(step: int, masked_generator: Generator) -> Dict:

@@ -71,6 +71,7 @@ from ppcd_tf.trainer.building import BuildingMixin
 from ppcd_tf.trainer.common import (  # noqa: F401  (re-exported)
     SAMPLE_SEED, TEST_PRUNE_DELAY_ENV, TEST_PUBLISH_DELAY_ENV, TrainingDivergedError,
     _publish_delay_hook, read_logs)
+from ppcd_tf.trainer import qat_phase
 from ppcd_tf.trainer.pruning_events import PruningEventsMixin
 from ppcd_tf.trainer.reporting import ReportingMixin
 from ppcd_tf.trainer.step import StepMixin
@@ -159,6 +160,7 @@ class Trainer(BuildingMixin, StepMixin, PruningEventsMixin, ReportingMixin):
     self._build_checkpoint()
     self._restore_or_initialise()
     self._make_manager()
+    qat_phase.resume(self)  # the last --qat_steps steps: int8 fake quant (ppcd_tf.qat)
     # A new workdir gets its config.json now; a rerun's replaces the previous one
     # only when the rerun writes its first checkpoint (so a rerun that diverges
     # before saving leaves it as it was).
@@ -214,6 +216,8 @@ class Trainer(BuildingMixin, StepMixin, PruningEventsMixin, ReportingMixin):
         if (self.masked and not self.slim_phase and self.cfg.pruning.slim_finetune
             and self.controller.schedule.is_frozen(step)):
           slim_finetune.switch_to_slim(self, step)
+        if not self.qat_phase and 0 <= qat_phase.qat_start_step(cfg) <= step:
+          qat_phase.switch(self, step)
         if self.masked and not self.slim_phase:
           frozen = self.controller.schedule.is_frozen(step)
           if frozen != self._masks_frozen:

@@ -51,6 +51,18 @@ class ConfigTest(absltest.TestCase):
         self.assertEqual(exp.config_for(run).run.workdir, teacher_dir)
         continue
       cfg = exp.config_for(run, seed=2)
+      if run.kind == "qat":
+        # PPCD's run at the same seed, continued: its last twelfth of steps more
+        # (at least 1), all of them through fake quant, no curve.
+        main = exp.config_for(experiment.RUNS["ppcd_t81"], seed=2)
+        self.assertEqual(exp.qat_steps, 1)
+        self.assertEqual((cfg.optim.num_steps, cfg.pruning.qat_steps), (11, 1))
+        self.assertEqual((cfg.run.eval_every, cfg.run.precision), (0, "float32"))
+        self.assertEqual(cfg.replace(run=dict(workdir=main.run.workdir, eval_every=2,
+                                              precision=main.run.precision),
+                                     optim=dict(num_steps=10), pruning=dict(qat_steps=0)),
+                         main)
+        continue
       r, d, p = cfg.run, cfg.distill, cfg.pruning
       self.assertEqual((r.workdir, r.seed), (os.path.join(root, "seed2", name), 2), name)
       # Curves: 5 evaluations over the student steps, classifier features, no stopping.
@@ -224,9 +236,18 @@ class EndToEndTest(absltest.TestCase):
     before = teacher_asset.verify_teacher_asset(teacher_dir)
     # Two student kinds (a pruned student and the control); every run's config is
     # checked by test_every_run_config, the rankings by test_importance/test_pruning.
-    results = exp.run(["ppcd_t81", "teacher_more"])
+    results = exp.run(["ppcd_t81", "teacher_more", "ppcd_t81_qat"])
     by = {r["name"]: r for r in results}
-    self.assertEqual(set(by), {"teacher", "ppcd_t81", "teacher_more"})
+    self.assertEqual(set(by), {"teacher", "ppcd_t81", "teacher_more", "ppcd_t81_qat"})
+    # The QAT run continued PPCD's workdir for one fake-quant step and ships int8.
+    q = by.pop("ppcd_t81_qat")
+    results = [r for r in results if r["name"] != "ppcd_t81_qat"]
+    self.assertEqual((q["train_steps"], q["qat_steps"], q["tflite_variant"]), (7, 1, "int8"))
+    self.assertEqual(list(q["variants"]), ["int8"])
+    self.assertEqual(q["params"], by["ppcd_t81"]["params"])
+    self.assertTrue(np.isfinite(q["variants"]["int8"]["fid"]))
+    self.assertEqual(json.load(open(os.path.join(exp.workdir("ppcd_t81_qat", 1), "qat.json")))[
+        "step"], 6)
     teacher = by["teacher"]
     self.assertEqual(teacher_asset.verify_teacher_asset(teacher_dir), before)  # untouched
     self.assertEqual((teacher["train_steps"], teacher["teacher_package"]),
@@ -277,6 +298,7 @@ class EndToEndTest(absltest.TestCase):
     text = open(md).read()
     self.assertIn("| PPCD (81% removed) | 1 |", text)
     self.assertIn("**untested**", text)
+    self.assertIn("## int8: post-training quantisation vs quantisation-aware", text)
     self.assertRegex(text, r"\*\*Goal\*\*.*: \*\*(not met|not decided yet)\*\*")
     for png in ("fid_vs_steps.png", "fid_vs_params.png", "fid_vs_macs.png"):
       self.assertTrue(os.path.exists(os.path.join(res, png)), png)

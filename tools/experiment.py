@@ -94,6 +94,9 @@ METRICS_CHECK_TOLERANCE = 1e-3
 VARIANT_RUNS = ("teacher", MAIN_RUN) + STRUCTURED
 VARIANTS = (("fp32", "none"), ("fp16", "float16"), ("dynamic", "dynamic"), ("int8", "int8"))
 METRICS_CHECK_FILE = "teacher_check.json"
+QAT_FRACTION = 12  # QAT steps after PPCD's last step: student steps / 12 (500 of 6,000)
+QAT_RUN = "ppcd_t81_qat"
+QAT_VARIANTS = (("int8", "int8"),)
 _NO_DISTILL = dict(lambda_att=0.0, lambda_cam=0.0, lambda_pix=0.0)
 
 
@@ -136,9 +139,10 @@ def _define_flags():
 @dataclasses.dataclass(frozen=True)
 class Run:
   name: str
-  kind: str        # teacher | ppcd | magnitude | teacher_more | scratch | distill_slim
+  kind: str        # teacher | ppcd | magnitude | teacher_more | scratch | distill_slim | qat
   label: str
   view: str        # reference | student (equal student steps) | total (equal total steps)
+                   # | edge (the int8 comparison only)
   needs: tuple = ()
   target: float = MAIN_TARGET
   distill: Optional[dict] = None   # DistillConfig overrides
@@ -190,6 +194,10 @@ def _registry() -> List[Run]:
           distill=dict(lambda_att=0.0)),
       Run("no_cam", "ppcd", "PPCD without CAM term", "student", distill=dict(lambda_cam=0.0)),
       Run("no_pix", "ppcd", "PPCD without pixel term", "student", distill=dict(lambda_pix=0.0)),
+      # PPCD's finished run at the same seed, continued for `qat_steps` steps through
+      # int8 fake quant, exported int8 with its own ranges.
+      Run(QAT_RUN, "qat", "PPCD (81% removed) + quantisation-aware steps, int8", "edge",
+          needs=(MAIN_RUN,)),
   ] + [ppcd[t] for t in TARGETS if t != MAIN_TARGET] + [
       oneshot[t] for t in TARGETS if t != MAIN_TARGET] + [
       Run("oneshot_l1_cost", "ppcd", "One-shot L1 per unit of cost + distillation "
@@ -266,8 +274,15 @@ class Experiment:
     from ppcd_tf import teacher_asset
     return teacher_asset.check_teacher_dir(self.workdir("teacher"))[1]
 
+  @property
+  def qat_steps(self) -> int:
+    """Steps of the QAT run after PPCD's last: a twelfth of the student steps."""
+    return max(1, self.student_steps // QAT_FRACTION)
+
   def steps_of(self, run: Run) -> tuple:
     """(first step, last step) of a run's step counter."""
+    if run.kind == "qat":
+      return 0, self.student_steps + self.qat_steps
     if run.kind == "teacher_more":
       t = self.teacher_step()
       return t, t + self.student_steps
@@ -293,6 +308,13 @@ class Experiment:
     wd = self.workdir(run.name, seed)
     if run.kind == "teacher":
       return self.base.replace(run=dict(workdir=wd, mode="teacher"))
+    if run.kind == "qat":
+      main = self.config_for(RUNS[MAIN_RUN], seed)
+      # float32: the fake quant is float32 (checkpoints hold float32 weights under
+      # every policy, so the mixed-precision run's checkpoint restores as it is).
+      return main.replace(run=dict(workdir=wd, eval_every=0, precision="float32"), optim=dict(
+          num_steps=main.optim.num_steps + self.qat_steps), pruning=dict(
+              qat_steps=self.qat_steps)).validate()
     first, last = self.steps_of(run)
     end = self.schedule()["end_step"]
     every = (self.student_steps // self.curve_evals) if self.curve_evals else 0
@@ -381,6 +403,28 @@ class Experiment:
       shutil.copytree(checkpoints.checkpoint_dir(self.workdir("teacher")), tmp)
       os.replace(tmp, dst)
 
+  def _seed_from_main_run(self, seed: int, workdir: str) -> None:
+    """The QAT run starts as a copy of PPCD's finished workdir at the same seed (its
+    checkpoints, config and slim switch record)."""
+    from ppcd_tf import checkpoints, slim_finetune
+    from ppcd_tf.config import ConfigError
+    src = self.workdir(MAIN_RUN, seed)
+    if os.path.isdir(checkpoints.checkpoint_dir(workdir)):
+      return
+    if not checkpoints.all_checkpoints(checkpoints.checkpoint_dir(src)):
+      raise ConfigError(
+          f"{QAT_RUN} continues {src}, which has no checkpoints here (a fresh checkout "
+          f"has only the result files); rerun {MAIN_RUN} at seed {seed} on this machine "
+          f"(delete {self.result_path(MAIN_RUN, seed)} first) or pick another seed.")
+    tmp = workdir + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(checkpoints.checkpoint_dir(src), checkpoints.checkpoint_dir(tmp))
+    for name in ("config.json", slim_finetune.SWITCH_FILE):
+      if os.path.exists(os.path.join(src, name)):
+        shutil.copyfile(os.path.join(src, name), os.path.join(tmp, name))
+    os.makedirs(os.path.dirname(workdir), exist_ok=True)
+    os.replace(tmp, workdir)
+
   def train(self, run: Run, seed: int) -> Dict:
     from ppcd_tf import baselines, teacher_asset, train_lib, wall_log
     if run.kind == "teacher" and self.teacher_dir:
@@ -391,6 +435,8 @@ class Experiment:
     cfg = self.config_for(run, seed)
     if run.kind == "teacher_more":
       self._seed_from_teacher(cfg.run.workdir)
+    if run.kind == "qat":
+      self._seed_from_main_run(seed, cfg.run.workdir)
     trainer_cls = (baselines.MagnitudePruningTrainer if run.kind == "magnitude"
                    else train_lib.Trainer)
     trainer = trainer_cls(cfg)
@@ -435,8 +481,10 @@ class Experiment:
     ev = evaluate.evaluate_workdir(wd, model, self.extractor, self.num_samples,
                                    stats_dir=os.path.join(self.root, "reference_stats"),
                                    out_dir=os.path.join(out, "eval", model), loaded=loaded)
-    exp = pipeline.export_and_time(generator, os.path.join(out, "export", "g_fp32.tflite"),
-                                   self.latency_repeats)
+    # The QAT generator ships as int8 (its own ranges); everything else is timed as fp32.
+    primary = QAT_VARIANTS[0] if run.kind == "qat" else VARIANTS[0]
+    exp = pipeline.export_and_time(generator, os.path.join(out, "export", f"g_{primary[0]}.tflite"),
+                                   self.latency_repeats, primary[1])
     cost = flops.count_generator(generator)
     params = cost.total_params
     if run.kind == "magnitude":
@@ -452,7 +500,8 @@ class Experiment:
         class_accuracy=ev.get("class_accuracy"), num_samples=ev["num_samples"],
         eval_seed=ev["seed"], train_seed=seed if run.kind != "teacher" else None,
         tflite_fp32_kib=exp["file_size_bytes"] / 1024,
-        tflite_latency_ms=exp["latency_ms_batch1"],
+        tflite_latency_ms=exp["latency_ms_batch1"], tflite_variant=primary[0],
+        qat_steps=self.qat_steps if run.kind == "qat" else None,
         student_steps=last - first if run.kind != "teacher" else None,
         train_steps=summary.get("step"), wall=summary.get("wall"),
         curve=self._curve(run, seed), curve_samples=self.curve_samples,
@@ -460,8 +509,8 @@ class Experiment:
         prune_min_channel_fraction=(self.min_channel_fraction(run) if run.kind == "ppcd"
                                     else None),
         config=self.config_path, **extra)
-    if run.name in VARIANT_RUNS:
-      result["variants"] = self.variants(run, seed, generator, fp32_export=exp)
+    if run.name in VARIANT_RUNS or run.kind == "qat":
+      result["variants"] = self.variants(run, seed, generator, first_export=exp)
     path = self.result_path(run.name, seed)
     checkpoints.write_json_atomic(path, result)
     if run.kind == "teacher":  # this classifier measured the teacher result itself
@@ -472,21 +521,23 @@ class Experiment:
     return result
 
   def variants(self, run: Run, seed: int, generator=None,
-               fp32_export: Optional[Dict] = None) -> Dict[str, Dict]:
-    """Exports the run's final generator as every TFLite variant (`VARIANTS`), times
-    each at batch 1 and evaluates each through LiteRT on the run's latents and
-    features: {variant: {fid, kid_mean, intra_fid, class_accuracy, latency_ms, kib,
-    max_abs_diff}}. `fp32_export` is `finish`'s export and timing of g_fp32.tflite,
-    reused instead of exporting and timing it again."""
+               first_export: Optional[Dict] = None) -> Dict[str, Dict]:
+    """Exports the run's final generator as every TFLite variant (`VARIANTS`; the QAT
+    run: `QAT_VARIANTS`), times each at batch 1 and evaluates each through LiteRT on
+    the run's latents and features: {variant: {fid, kid_mean, intra_fid,
+    class_accuracy, latency_ms, kib, max_abs_diff}}. `first_export` is `finish`'s
+    export and timing of the first variant, reused instead of exporting and timing
+    it again."""
     from ppcd_tf import evaluate, pipeline
     wd, out = self.workdir(run.name, seed), self._outputs(run.name, seed)
     if generator is None:
       model = "slim" if run.kind in ("ppcd", "magnitude") else "ema"
       generator = evaluate.load_for_eval(wd, model)[0]
     found = {}
-    for name, quantize in VARIANTS:
+    variants = QAT_VARIANTS if run.kind == "qat" else VARIANTS
+    for i, (name, quantize) in enumerate(variants):
       path = os.path.join(out, "export", f"g_{name}.tflite")
-      exp = (fp32_export if name == "fp32" and fp32_export is not None else
+      exp = (first_export if i == 0 and first_export is not None else
              pipeline.export_and_time(generator, path, self.latency_repeats, quantize))
       ev = evaluate.evaluate_exported(
           path, wd, self.extractor, self.num_samples,

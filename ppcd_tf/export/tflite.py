@@ -14,6 +14,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from ppcd_tf import checkpoints
+from ppcd_tf import qat
 from ppcd_tf.export.common import (
     ExportError, GeneratorSpec, INT8_FLOAT_OPS, LABEL_NAME, QUANTIZATIONS, Z_NAME,
     _CALIBRATION_BATCH, _DATA_OPS, _DEFAULT_CHECK_BATCH, _INT8_REQUIRED_OPS,
@@ -194,15 +195,21 @@ def export_tflite(generator, out_path: str, quantize: str = "none",
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
   if quantize == "float16":
     converter.target_spec.supported_types = [tf.float16]
+  quantized = qat.is_quantized(gen)
+  if quantized and quantize not in ("none", "int8"):
+    raise ExportError(f"{_describe_source(generator)} is a quantisation-aware (QAT) "
+                      f"generator: export it as int8 (or none), not {quantize!r}.")
+  # A QAT generator carries its own ranges (ppcd_tf.qat): no calibration, and the
+  # ops outside its fake quants stay float32 by construction.
   float_ops = keep_float_ops if quantize == "int8" else ()
-  if quantize == "int8":
+  if quantize == "int8" and not quantized:
     converter.representative_dataset = _representative_dataset(
         spec, representative_batches, fixed_batch or _CALIBRATION_BATCH, seed)
   try:
     with warnings.catch_warnings():
       # The int8 calibrator inside TF still runs tf.lite.Interpreter; not our call.
       warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-      model = (_convert_keeping_float(converter, float_ops) if float_ops
+      model = (_convert_keeping_float(converter, float_ops) if float_ops and not quantized
                else converter.convert())
   except Exception as e:  # pylint: disable=broad-except - converter raises many types
     raise ExportError(f"TFLite conversion ({quantize}) of {out_path} failed: "
@@ -238,7 +245,15 @@ def export_tflite(generator, out_path: str, quantize: str = "none",
                     "version": tf.__version__},
       "source": _describe_source(generator), "versions": _versions(), "created": _now(),
   }
-  if quantize == "int8":
+  if quantize == "int8" and quantized:
+    report["quantization_details"].update(
+        qat=True, description=(
+            "int8 from a quantisation-aware (QAT) generator (ppcd_tf.qat): conv/dense "
+            "weights int8 (per output channel for convs), their inputs and outputs "
+            "int8 on the ranges the generator trained with (no calibration); the "
+            "conditional-BN arithmetic, residual adds and attention core stay float32 "
+            "between DEQUANTIZE and QUANTIZE."))
+  elif quantize == "int8":
     report["quantization_details"]["representative_batches"] = (
         representative_batches if isinstance(representative_batches, int) else "custom")
     report["quantization_details"]["calibration_batch"] = fixed_batch or _CALIBRATION_BATCH

@@ -57,6 +57,7 @@ class SelfAttention(tf_keras.layers.Layer):
     self.phi = SNConv2D(self.key_channels, name="phi", **conv)
     self.g = SNConv2D(self.value_channels, name="g", **conv)
     self.o = SNConv2D(self.channels, name="o", **conv)
+    self.quant = None  # set by ppcd_tf.qat: fake quant of the attention map
 
   def build(self, input_shape):
     if input_shape[1] is not None and (input_shape[1] < 2 or input_shape[1] % 2 or
@@ -79,6 +80,8 @@ class SelfAttention(tf_keras.layers.Layer):
     # The softmax runs in float32 under a mixed policy (its exp overflows float16).
     logits = tf.cast(tf.matmul(theta, phi, transpose_b=True), tf.float32)
     beta = tf.cast(tf.nn.softmax(logits, axis=-1), g.dtype)
+    if self.quant is not None:
+      beta = self.quant(beta)
     attended = tf.reshape(tf.matmul(beta, g), [b, h, w, self.value_channels])
     return inputs + tf.cast(self.gamma, inputs.dtype) * self.o(attended, training=training)
 

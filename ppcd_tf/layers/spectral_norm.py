@@ -117,6 +117,8 @@ class SpectralNormLayer(tf_keras.layers.Layer):
       raise ValueError(f"sn_eps={sn_eps} must be > 0.")
     self.sn_eps = float(sn_eps)
     self.sn_mode = sn_mode
+    # Set by ppcd_tf.qat on SNConv2D / SNDense: fake quant of input, weight, bias, output.
+    self.quant = None
 
   def _add_spectral_norm(self, num_outputs: int) -> None:
     sync = dict(synchronization=tf.VariableSynchronization.ON_READ,
@@ -207,10 +209,14 @@ class SNDense(SpectralNormLayer):
     return tf.convert_to_tensor(self.kernel)
 
   def call(self, inputs, training=None):
-    out = tf.matmul(self._compute(inputs), self._compute(self.normalized_weight(training)))
-    if self.bias is not None:
-      out = out + self._compute(self.bias)
-    return out
+    x, kernel = self._compute(inputs), self._compute(self.normalized_weight(training))
+    bias = None if self.bias is None else self._compute(self.bias)
+    if self.quant is not None:
+      x, kernel, bias = self.quant.inputs(x, kernel, bias)
+    out = tf.matmul(x, kernel)
+    if bias is not None:
+      out = out + bias
+    return out if self.quant is None else self.quant.output(out)
 
   def get_config(self):
     config = super().get_config()
@@ -256,11 +262,14 @@ class SNConv2D(SpectralNormLayer):
     return tf.reshape(self.kernel, [-1, self.filters])
 
   def call(self, inputs, training=None):
-    kernel = self._compute(self.normalized_weight(training))
-    out = tf.nn.conv2d(self._compute(inputs), kernel, strides=1, padding="SAME")
-    if self.bias is not None:
-      out = tf.nn.bias_add(out, self._compute(self.bias))
-    return out
+    x, kernel = self._compute(inputs), self._compute(self.normalized_weight(training))
+    bias = None if self.bias is None else self._compute(self.bias)
+    if self.quant is not None:
+      x, kernel, bias = self.quant.inputs(x, kernel, bias)
+    out = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+    if bias is not None:
+      out = tf.nn.bias_add(out, bias)
+    return out if self.quant is None else self.quant.output(out)
 
   def get_config(self):
     config = super().get_config()
