@@ -101,6 +101,12 @@ def read_config_file(path: str) -> config_lib.Config:
                           "from a backup or start a new workdir.") from e
 
 
+def holds_object(prefix: str, name: str) -> bool:
+  """Whether the checkpoint at `prefix` holds any variable of top-level object `name`
+  (e.g. a generator-only teacher has no "discriminator")."""
+  return any(key.split("/", 1)[0] == name for key, _ in tf.train.list_variables(prefix))
+
+
 def read_record(path: str, convert: Callable[[Dict], Dict], advice: str) -> Optional[Dict]:
   """A workdir's small JSON record (slim switch, QAT ranges) through `convert`, or None
   when the file does not exist.

@@ -254,11 +254,17 @@ class DistillConfig:
   lambda_cam: float = 30.0
   lambda_pix: float = 5.0
   use_masks: bool = True            # False: distillation without PP-Res (ablation)
+  # A teacher without a discriminator (a generator-only checkpoint): the first N steps
+  # train a fresh D against real data and the frozen student (= teacher) samples;
+  # the teacher-side D of the CAM term is that D as it is at step N.
+  d_warmup_steps: int = 0
 
   def validate(self) -> None:
     for name in ("lambda_att", "lambda_cam", "lambda_pix"):
       v = getattr(self, name)
       _check(v >= 0 and math.isfinite(v), f"{name}={v} must be a finite number >= 0.")
+    _check(self.d_warmup_steps >= 0,
+           f"d_warmup_steps={self.d_warmup_steps} must be >= 0 (0 = the teacher has a D).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,6 +372,14 @@ class Config:
              f"prune_end_step={self.pruning.end_step} must be < num_steps="
              f"{self.optim.num_steps}: the last pruning event runs at prune_end_step "
              "and the survivors are fine-tuned after it.")
+    w = self.distill.d_warmup_steps
+    if self.run.mode == "ppcd" and w:
+      _check(w < self.optim.num_steps,
+             f"d_warmup_steps={w} must be < num_steps={self.optim.num_steps}.")
+      _check(not self.distill.use_masks or self.pruning.begin_step >= w,
+             f"prune_begin_step={self.pruning.begin_step} is inside the discriminator "
+             f"warm-up (d_warmup_steps={w}); pruning starts after it: pass "
+             f"--prune_begin_step={w} or more.")
     q = self.pruning.qat_steps
     if q:
       _check(q < self.optim.num_steps,

@@ -169,6 +169,13 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                      **m)
   flags.DEFINE_bool("use_masks", xd.use_masks,
                     "Prune with PP-Res masks; --nouse_masks is distillation alone.", **m)
+  flags.DEFINE_integer("d_warmup_steps", xd.d_warmup_steps,
+                       "For a --teacher_dir without a discriminator (a generator-only "
+                       "checkpoint, e.g. tools/import_biggan without --D): the first N "
+                       "steps train a fresh D against real data and the frozen teacher's "
+                       "samples, and G waits; the CAM term then uses that D as it is at "
+                       "step N. Pruning must begin at or after N. 0 = the teacher has a D.",
+                       lower_bound=0, **m)
 
   # --- optimisation ---
   m = dict(kw, module_name=_g("optimisation"))
@@ -326,7 +333,7 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           teacher_dir=f.teacher_dir, init_from_teacher=f.init_from_teacher,
           init_optimizer_from_teacher=f.init_optimizer_from_teacher,
           lambda_att=f.lambda_att, lambda_cam=f.lambda_cam, lambda_pix=f.lambda_pix,
-          use_masks=f.use_masks),
+          use_masks=f.use_masks, d_warmup_steps=f.d_warmup_steps),
       optim=config_lib.OptimConfig(
           batch_size=f.batch_size, num_steps=f.num_steps, g_lr=f.g_lr, d_lr=f.d_lr,
           beta1=f.beta1, beta2=f.beta2, d_steps=f.d_steps, ema_decay=f.ema_decay,

@@ -133,6 +133,7 @@ class Trainer(BuildingMixin, StepMixin, PruningEventsMixin, ReportingMixin):
 
     # Validate everything against what is on disk before writing anything.
     self._check_workdir()
+    self.teacher_has_d, self.d_warmup = True, 0  # (set from the teacher's checkpoint)
     if self.needs_teacher:
       self._check_teacher()
     tf_keras.utils.set_random_seed(cfg.run.seed)  # deterministic initial weights
@@ -223,7 +224,12 @@ class Trainer(BuildingMixin, StepMixin, PruningEventsMixin, ReportingMixin):
           if frozen != self._masks_frozen:
             self.set_masks_trainable(not frozen)
             self._masks_frozen = frozen
-        device_logs = self.run_step()
+        if step < self.d_warmup:
+          device_logs = self.run_step(d_only=True)  # a generator-only teacher's new D
+        else:
+          if self.d_warmup and step == self.d_warmup:
+            self._freeze_teacher_discriminator(step)
+          device_logs = self.run_step()
         step += 1
         # SIGTERM (ppcd_tf.stop_signal): check the losses and save this step, then stop
         # (no samples or evaluation: a scheduler's grace period is short).

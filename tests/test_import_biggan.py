@@ -568,3 +568,17 @@ def test_cli_cross_replica_needs_the_flag(tmp_path, tiny_cfg):
   z, y, _ = _inputs(m, batch=2)
   theirs = ref.generator_forward(g_state, z, y).transpose(0, 2, 3, 1)
   np.testing.assert_allclose(g((z, y), training=False).numpy(), theirs, rtol=0, atol=TOL)
+
+
+def test_cli_without_d_writes_a_generator_only_teacher(tmp_path, imported):
+  out = str(tmp_path / "g_only")
+  proc = _run_cli(f"--G={imported['root'] / 'G_ema.npz'}", f"--flagfile={TINY_FLAGFILE}",
+                  f"--out={out}", "--step=7")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "discriminator  none (generator-only teacher)" in proc.stdout
+  assert "--d_warmup_steps=N" in proc.stdout
+  prefix = checkpoints.newest_readable(checkpoints.checkpoint_dir(out))
+  assert not checkpoints.holds_object(prefix, "discriminator")
+  summary = json.load(open(os.path.join(out, bi.IMPORT_SUMMARY_FILE)))
+  assert summary["discriminator"] is None and summary["d_params"] is None
+  assert summary["verify_max_abs_diff"] <= 1e-6

@@ -5,6 +5,10 @@ r"""Imports a published BigGAN-PyTorch checkpoint as a ppcd_tf teacher workdir.
   python -m ppcd_tf.train --flagfile=configs/imagenet128.cfg --mode=ppcd \
       --teacher_dir=runs/biggan128_teacher --workdir=runs/imagenet128_ppcd
 
+Without --D the teacher is generator-only (the form most published weights take):
+its PPCD student first trains a fresh discriminator for --d_warmup_steps steps against
+real data and the teacher's samples, and pruning begins after that.
+
 --G fills both `generator` and `ema_generator` (pass G_ema.pth); with --G_ema too,
 --G fills `generator` and --G_ema `ema_generator`. .pth files need PyTorch; .npz
 files with the same keys do not. On a machine with torch, convert once:
@@ -39,7 +43,9 @@ flags.DEFINE_string("G", None, "BigGAN-PyTorch generator state dict (.pth or .np
                     "G_ema.pth here.")
 flags.DEFINE_string("G_ema", None, "Optional EMA generator state dict; then --G fills "
                     "`generator` and this `ema_generator`.")
-flags.DEFINE_string("D", None, "BigGAN-PyTorch discriminator state dict (.pth or .npz).")
+flags.DEFINE_string("D", None, "BigGAN-PyTorch discriminator state dict (.pth or .npz). "
+                    "Optional: without it the teacher is generator-only, and a PPCD "
+                    "student of it first trains a fresh D (--d_warmup_steps).")
 flags.DEFINE_string("out", None, "Teacher workdir to write (use it as --teacher_dir).")
 flags.DEFINE_integer("step", 0, "Step stored in the checkpoint (e.g. 138000).",
                      lower_bound=0)
@@ -68,7 +74,7 @@ def main(argv):
       for path in given:
         print(f"wrote {biggan_import.convert_to_npz(path, FLAGS.npz_dir)}")
       return
-    for name in ("G", "D", "out"):
+    for name in ("G", "out"):
       if not getattr(FLAGS, name):
         raise biggan_import.BigGANImportError(
             f"--{name} is required: python -m tools.import_biggan --G=G_ema.pth "
@@ -80,6 +86,9 @@ def main(argv):
         allow_cross_replica=FLAGS.allow_cross_replica)
   for name in ("generator", "ema_generator", "discriminator"):
     part = summary[name]
+    if part is None:
+      print(f"{name:<14} none (generator-only teacher)")
+      continue
     ignored = f", ignored {len(part['ignored'])} bookkeeping" if part["ignored"] else ""
     print(f"{name:<14} {part['tensors']:>4} tensors -> {part['params']:,} parameters"
           f"{ignored}  ({part['source'] or 'in memory'})")
@@ -87,8 +96,9 @@ def main(argv):
         f"{summary['step']})")
   if "warning" in summary:
     print(f"warning: {summary['warning']}")
+  warmup = "" if FLAGS.D else " --d_warmup_steps=N --prune_begin_step=N"
   print(f"next: python -m ppcd_tf.train --flagfile=... --mode=ppcd "
-        f"--teacher_dir={FLAGS.out} --workdir=...")
+        f"--teacher_dir={FLAGS.out}{warmup} --workdir=...")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def _check_out_dir(out_dir: str, overwrite: bool) -> None:
                             "to replace them or choose another --out.")
 
 
-def import_teacher(out_dir: str, cfg, g: StateSource, d: StateSource,
+def import_teacher(out_dir: str, cfg, g: StateSource, d: Optional[StateSource],
                    g_ema: Optional[StateSource] = None, step: int = 0,
                    overwrite: bool = False, verify: bool = True,
                    allow_cross_replica: bool = False) -> Dict[str, Any]:
@@ -70,7 +70,9 @@ def import_teacher(out_dir: str, cfg, g: StateSource, d: StateSource,
       run.mode="teacher" and run.workdir=out_dir.
     g: the generator weights (path to .pth / .npz, or a mapping). Without `g_ema`
       these are used for both `generator` and `ema_generator` (pass G_ema.pth here).
-    d: the discriminator weights.
+    d: the discriminator weights, or None for a generator-only teacher (the
+      checkpoint then has no "discriminator"; a PPCD student of it warms up a fresh D
+      first, `--d_warmup_steps`).
     g_ema: optional EMA generator weights; then `g` fills `generator` and `g_ema`
       fills `ema_generator`.
     step: the checkpoint step (e.g. the BigGAN-PyTorch iteration, 138000).
@@ -98,12 +100,14 @@ def import_teacher(out_dir: str, cfg, g: StateSource, d: StateSource,
   cfg = cfg.replace(run=dict(mode="teacher", workdir=out_dir)).validate()
   model_cfg = cfg.model.resolved()
   _check_out_dir(out_dir, overwrite)
-  sources = {"generator": g, "ema_generator": g if g_ema is None else g_ema,
-             "discriminator": d}
+  sources = {"generator": g, "ema_generator": g if g_ema is None else g_ema}
+  if d is not None:
+    sources["discriminator"] = d
   labels = {name: name if isinstance(src, Mapping) else f"{name} ({os.fspath(src)})"
             for name, src in sources.items()}
   # Without g_ema, one set of generator weights fills both generators.
-  read = ("generator", "discriminator") + (() if g_ema is None else ("ema_generator",))
+  read = (("generator",) + (() if d is None else ("discriminator",))
+          + (() if g_ema is None else ("ema_generator",)))
   synced: Dict[str, int] = {}
   states: Dict[str, StateDict] = {}
   for name in read:
@@ -118,8 +122,9 @@ def import_teacher(out_dir: str, cfg, g: StateSource, d: StateSource,
   for name in ("generator", "ema_generator") if g_ema is not None else ("generator",):
     facts = infer_architecture(g_state=states[name])
     diffs += [f"{name}: {x}" for x in check_against_config(facts, model_cfg)]
-  facts = infer_architecture(d_state=states["discriminator"])
-  diffs += [f"discriminator: {x}" for x in check_against_config(facts, model_cfg)]
+  if d is not None:
+    facts = infer_architecture(d_state=states["discriminator"])
+    diffs += [f"discriminator: {x}" for x in check_against_config(facts, model_cfg)]
   if diffs:
     raise BigGANImportError(
         "the checkpoint's architecture does not match the config: "
@@ -130,8 +135,9 @@ def import_teacher(out_dir: str, cfg, g: StateSource, d: StateSource,
   # Initial values are overwritten, so the cheapest initializer is used.
   nets = {"generator": build_generator(model_cfg, name="generator", init="glorot"),
           "ema_generator": build_generator(model_cfg, name="ema_generator",
-                                           init="glorot"),
-          "discriminator": build_discriminator(model_cfg, init="glorot")}
+                                           init="glorot")}
+  if d is not None:
+    nets["discriminator"] = build_discriminator(model_cfg, init="glorot")
   report: Dict[str, Any] = {}
   for name, net in nets.items():
     mapping = (discriminator_mapping(net) if name == "discriminator"
@@ -165,7 +171,8 @@ def import_teacher(out_dir: str, cfg, g: StateSource, d: StateSource,
                                    os.path.basename(prefix)),
         "step": int(step), "workdir": out_dir,
         "g_params": report["ema_generator"]["params"],
-        "d_params": report["discriminator"]["params"],
+        "d_params": report["discriminator"]["params"] if d is not None else None,
+        "discriminator": None,
         "separate_ema": g_ema is not None, "cross_replica_bn": synced, **report}
     if synced:
       summary["warning"] = (f"imported BigGAN-PyTorch --cross_replica weights with "
@@ -190,14 +197,17 @@ def _verify_workdir(workdir: str, cfg, nets, what: str) -> float:
   written = checkpoints.read_config(workdir)
   checkpoints.check_same_architecture(m, written.model, f"imported workdir {what}")
   g2 = build_generator(m, name="teacher_generator", init="glorot")
-  d2 = build_discriminator(m, init="glorot")
-  checkpoints.restore_objects_from_workdir(workdir, ema_generator=g2, discriminator=d2)
+  loaded = dict(ema_generator=g2)
+  if "discriminator" in nets:
+    loaded["discriminator"] = d2 = build_discriminator(m, init="glorot")
+  checkpoints.restore_objects_from_workdir(workdir, **loaded)
   z = tf.random.stateless_normal([2, m.z_dim], seed=[3, 4])
   y = tf.constant([0, m.num_classes - 1], tf.int32)
   images = nets["ema_generator"]((z, y), training=False)
   diff = _max_abs_diff(g2((z, y), training=False), images)
-  diff = max(diff, _max_abs_diff(d2((images, y), training=False),
-                                 nets["discriminator"]((images, y), training=False)))
+  if "discriminator" in nets:
+    diff = max(diff, _max_abs_diff(d2((images, y), training=False),
+                                   nets["discriminator"]((images, y), training=False)))
   if not math.isfinite(diff) or diff > 1e-6:
     raise BigGANImportError(f"the written workdir {what} does not reproduce the "
                             f"imported networks (max abs diff {diff:g}).")

@@ -72,11 +72,31 @@ class BuildingMixin:
         self.cfg.model, tcfg.model, f"teacher {tdir}",
         ignore=checkpoints.GENERATOR_WIDTH_FIELDS if narrower_ok else ())
     self.teacher_model_cfg = tcfg.model.resolved()
-    if not checkpoints.all_checkpoints(checkpoints.checkpoint_dir(tdir)):
+    newest = checkpoints.newest_readable(checkpoints.checkpoint_dir(tdir))
+    if not newest:
       raise checkpoints.CheckpointError(
           f"teacher {tdir} holds no checkpoint in {checkpoints.checkpoint_dir(tdir)}; "
           "train it first (python -m ppcd_tf.train --mode=teacher "
           f"--workdir={tdir}).")
+    self._check_teacher_discriminator(newest)
+
+  def _check_teacher_discriminator(self, teacher_prefix: str) -> None:
+    """A generator-only teacher needs --d_warmup_steps (a D trained here first)."""
+    d = self.cfg.distill
+    self.teacher_has_d = checkpoints.holds_object(teacher_prefix, "discriminator")
+    self.d_warmup = 0 if self.teacher_has_d else d.d_warmup_steps
+    needs_d = d.init_from_teacher or d.lambda_cam > 0
+    if not self.teacher_has_d and needs_d and not d.d_warmup_steps:
+      raise config_lib.ConfigError(
+          f"teacher {d.teacher_dir} has no discriminator ({teacher_prefix} holds only "
+          "generators); pass --d_warmup_steps=N to train a fresh one against real data "
+          "and the teacher's samples first (with --prune_begin_step >= N), e.g. 10% of "
+          "--num_steps.")
+    if self.teacher_has_d and d.d_warmup_steps:
+      raise config_lib.ConfigError(
+          f"--d_warmup_steps={d.d_warmup_steps} is for a teacher without a "
+          f"discriminator; teacher {d.teacher_dir} has one (the student starts from it). "
+          "Pass --d_warmup_steps=0.")
 
   def _write_config_once(self) -> None:
     """Writes config.json (chief only), once per Trainer."""
@@ -195,8 +215,12 @@ class BuildingMixin:
     self.teacher_D = build_discriminator(self.teacher_model_cfg, init=self.weight_init)
     self.teacher_G((z, y), training=False)
     self.teacher_D((x, y), training=False)
+    # A generator-only teacher's D is this run's warmed-up D (`Trainer.fit`).
+    nets = dict(ema_generator=self.teacher_G)
+    if self.teacher_has_d:
+      nets["discriminator"] = self.teacher_D
     self.teacher_prefix, self.teacher_step = checkpoints.restore_objects_from_workdir(
-        tdir, ema_generator=self.teacher_G, discriminator=self.teacher_D)
+        tdir, **nets)
     logging.info("Teacher: %s (step %d)", self.teacher_prefix, self.teacher_step)
 
   def _make_dataset(self, consumed_batches: int):
@@ -229,6 +253,8 @@ class BuildingMixin:
     objects = dict(step=self.step, generator=self.G, ema_generator=self.G_ema,
                    discriminator=self.D, g_optimizer=self.g_opt, d_optimizer=self.d_opt,
                    ema_restart_step=self.ema_restart_step)
+    if self.needs_teacher and not self.teacher_has_d:  # the warmed-up D of the CAM term
+      objects["teacher_discriminator"] = self.teacher_D
     if self.mask_scores:  # (none after the switch to the slim generator)
       objects["mask_optimizer"] = self.mask_opt
       objects["taylor_sums"] = self.taylor_sums
@@ -277,9 +303,12 @@ class BuildingMixin:
     """A fresh run's starting weights (the teacher's for a PPCD student)."""
     if self.ppcd and self.cfg.distill.init_from_teacher:
       # The student starts as the teacher's EMA generator with all masks open, D as
-      # the teacher's D. Checkpoint paths of masked and unmasked generators match.
-      for name, target in (("ema_generator", self.G), ("ema_generator", self.G_ema),
-                           ("discriminator", self.D)):
+      # the teacher's D (a generator-only teacher's: fresh, warmed up by `fit`).
+      # Checkpoint paths of masked and unmasked generators match.
+      pairs = [("ema_generator", self.G), ("ema_generator", self.G_ema)]
+      if self.teacher_has_d:
+        pairs.append(("discriminator", self.D))
+      for name, target in pairs:
         tf.train.Checkpoint(**{name: target}).read(self.teacher_prefix).expect_partial()
       z = tf.random.stateless_normal([2, self.model_cfg.z_dim], seed=[1, 2])
       y = tf.constant([0, self.model_cfg.num_classes - 1], tf.int32)
@@ -304,9 +333,11 @@ class BuildingMixin:
     """
     if not self.cfg.distill.init_optimizer_from_teacher:
       return
+    opts = dict(g_optimizer=self.g_opt)
+    if self.teacher_has_d:
+      opts["d_optimizer"] = self.d_opt
     try:
-      tf.train.Checkpoint(g_optimizer=self.g_opt, d_optimizer=self.d_opt).read(
-          self.teacher_prefix).expect_partial()
+      tf.train.Checkpoint(**opts).read(self.teacher_prefix).expect_partial()
     except (ValueError, tf.errors.InvalidArgumentError) as e:
       raise checkpoints.CheckpointError(
           f"the optimizer state of teacher {self.teacher_prefix} does not fit this "

@@ -41,7 +41,15 @@ class StepMixin:
     G's forward pass runs before the tape: D's loss does not differentiate
     through G, so recording it would only cost memory and tape bookkeeping.
     """
-    fake = self.G((z, y), training=True)
+    return self._d_grads_on(images, labels, self.G((z, y), training=True), y)
+
+  def _d_warmup_grads(self, images, labels, z, y):
+    """D's gradients in the warm-up of a generator-only teacher (`--d_warmup_steps`):
+    against the frozen teacher's samples (inference mode), so G stays the teacher,
+    BatchNorm statistics and spectral-norm vectors included."""
+    return self._d_grads_on(images, labels, self.teacher_G((z, y), training=False), y)
+
+  def _d_grads_on(self, images, labels, fake, y):
     with tf.GradientTape() as tape:
       logits = self.D((tf.concat([images, fake], 0), tf.concat([labels, y], 0)),
                       training=True)
@@ -53,12 +61,12 @@ class StepMixin:
     return grads, {"d_loss": d_loss, "d_real": tf.reduce_mean(real_logits),
                    "d_fake": tf.reduce_mean(fake_logits)}
 
-  def _d_replica_step(self, images, labels, step, k):
+  def _d_replica_step(self, images, labels, step, k, warmup=False):
     rid = tf.distribute.get_replica_context().replica_id_in_sync_group
     # Latents are drawn outside XLA: its stateless normal sampler gives other
     # numbers than the CPU/GPU kernels, and z must not depend on --jit_compile.
     z, y = self._latents(step, k, rid)
-    grads, logs = self._compiled("d", k)(images, labels, z, y)
+    grads, logs = self._compiled("d_warmup" if warmup else "d", k)(images, labels, z, y)
     self.d_opt.apply_gradients(zip(grads, self.D.trainable_variables))
     return logs
 
@@ -152,7 +160,7 @@ class StepMixin:
     outside: under a tf.distribute strategy it all-reduces them (`merge_call`),
     which cannot run inside a nested compiled function.
     """
-    fn = self._d_grads if which == "d" else self._g_grads
+    fn = {"d": self._d_grads, "d_warmup": self._d_warmup_grads, "g": self._g_grads}[which]
     if not self.cfg.run.jit_compile:
       return fn
     key = (which, k)
@@ -172,7 +180,9 @@ class StepMixin:
     for src, dst in self._copy_pairs:
       dst.assign(src)
 
-  def _make_train_step(self):
+  def _make_train_step(self, d_only: bool = False):
+    """The step function: d_steps D updates, then (unless `d_only`: the discriminator
+    warm-up of a generator-only teacher, `--d_warmup_steps`) the G update and EMA."""
     strategy = self.strategy
 
     # autograph=False: the step has no tensor-dependent Python control flow (a Python
@@ -184,17 +194,18 @@ class StepMixin:
       logs = {}
       for k in range(self.cfg.optim.d_steps):
         images, labels = next(iterator)  # outside any XLA cluster (IteratorGetNext)
-        out = strategy.run(self._d_replica_step, args=(images, labels, step, k))
+        out = strategy.run(self._d_replica_step, args=(images, labels, step, k, d_only))
       logs.update(out)
-      out = dict(strategy.run(self._g_replica_step, args=(step,)))
-      score_grads = out.pop("_score_grads", None)
-      if score_grads is not None:
-        # Each replica's gradient is of its share of the mean loss: their sum is the
-        # global batch's gradient.
-        self._accumulate_taylor([strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None)
-                                 for g in score_grads])
-      logs.update(out)
-      self._ema_update()
+      if not d_only:
+        out = dict(strategy.run(self._g_replica_step, args=(step,)))
+        score_grads = out.pop("_score_grads", None)
+        if score_grads is not None:
+          # Each replica's gradient is of its share of the mean loss: their sum is the
+          # global batch's gradient.
+          self._accumulate_taylor([strategy.reduce(tf.distribute.ReduceOp.SUM, g,
+                                                   axis=None) for g in score_grads])
+        logs.update(out)
+        self._ema_update()
       self.step.assign_add(1)
       logs = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
               for k, v in logs.items()}
@@ -207,13 +218,29 @@ class StepMixin:
       return logs
     return train_step
 
-  def run_step(self) -> Dict[str, tf.Tensor]:
-    """One D (x d_steps) + G update. Returns the losses as tensors, without
-    reading them on the host (no device sync: `fit` reads every --log_every steps)."""
-    if self._train_step_fn is None:
-      self._train_step_fn = self._make_train_step()
+  def run_step(self, d_only: bool = False) -> Dict[str, tf.Tensor]:
+    """One D (x d_steps) + G update (`d_only`: D alone). Returns the losses as tensors,
+    without reading them on the host (no device sync: `fit` reads every --log_every
+    steps)."""
+    if d_only:
+      if getattr(self, "_d_warmup_step_fn", None) is None:
+        self._d_warmup_step_fn = self._make_train_step(d_only=True)
+      fn = self._d_warmup_step_fn
+    else:
+      if self._train_step_fn is None:
+        self._train_step_fn = self._make_train_step()
+      fn = self._train_step_fn
     with data_lib.reraise_as_data_error():  # an unreadable image file -> DataError
-      return self._train_step_fn(self.iterator)
+      return fn(self.iterator)
+
+  def _freeze_teacher_discriminator(self, step: int) -> None:
+    """End of the discriminator warm-up: the CAM term's teacher D becomes a copy of
+    the warmed-up D, frozen from here (checkpointed as `teacher_discriminator`)."""
+    for src, dst in zip(self.D.variables, self.teacher_D.variables):
+      dst.assign(src)
+    self._d_warmup_step_fn = None
+    logging.info("step %d: discriminator warm-up done; the CAM term's teacher D is "
+                 "this D, frozen from now", step)
 
   def train_step(self) -> Dict[str, float]:
     """One D (x d_steps) + G update. Returns the losses as floats (a host sync)."""
