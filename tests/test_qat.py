@@ -15,6 +15,7 @@ from ppcd_tf import checkpoints, config as config_lib, qat, slim as slim_lib, tr
 from ppcd_tf.export import export_tflite
 from ppcd_tf.export.runners import TFLiteRunner
 from ppcd_tf.generator import build_generator
+from ppcd_tf import tiny
 from tests import tiny_runs
 
 _STEP = 1.0 / 128  # the image grid of LiteRT's int8 TANH (qat.IMAGE_RANGE)
@@ -133,12 +134,12 @@ class FakeQuantTest(absltest.TestCase):
                     quantize="float16")
 
 
-def _qat_cfg(name, **run):
-  # Events at steps 0..2, slim switch at 3, QAT from step 5 to 8.
+def _qat_cfg(name):
+  # A tiny teacher run (a dense G, as after PPCD's switch to the slim width) with QAT
+  # from step 5 to 8. PPCD + slim switch + QAT: tests/test_experiment.py's end-to-end
+  # run of ppcd_t81_qat.
   wd = os.path.join(tiny_runs.root(), "qat", name)
-  return tiny_runs.ppcd_cfg(
-      wd, tiny_runs.teacher(), optim=dict(num_steps=8),
-      pruning=dict(end_step=2, slim_finetune=True, qat_steps=3), run=run)
+  return tiny.teacher_config(wd, num_steps=8).replace(pruning=dict(qat_steps=3))
 
 
 class QatPhaseTest(absltest.TestCase):
@@ -156,7 +157,6 @@ class QatPhaseTest(absltest.TestCase):
     cls.summary = cls.trainer.fit(progress=False)
 
   def test_the_last_steps_train_quantised_and_record_the_ranges(self):
-    self.assertTrue(self.trainer.slim_phase)
     self.assertTrue(self.trainer.qat_phase)
     self.assertTrue(qat.is_quantized(self.trainer.G))
     self.assertTrue(qat.is_quantized(self.trainer.G_ema))
