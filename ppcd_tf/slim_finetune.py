@@ -202,7 +202,7 @@ def enter_slim_phase(trainer, copy: bool = True) -> None:
   t.importance, t.train_scores, t.score_grads = None, False, False
   t.slim_phase = True
   t._pair_ema_variables()  # pylint: disable=protected-access
-  t._train_step_fn, t._jit_fns, t._eval = None, {}, None  # pylint: disable=protected-access
+  t.drop_traced()
 
 
 def switch_to_slim(trainer, step: int) -> None:

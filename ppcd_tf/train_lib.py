@@ -172,10 +172,16 @@ class Trainer(BuildingMixin, StepMixin, PruningEventsMixin, ReportingMixin):
       self._update_mask_costs()
     self._writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "train"))
                     if self.is_chief else tf.summary.create_noop_writer())
-    self._train_step_fn = None
+    self._train_step_fn = self._d_warmup_step_fn = None
     self._eval = None
     self._best_manager = None
 
+
+  def drop_traced(self) -> None:
+    """Forgets every function traced on the current networks (after they change:
+    the slim switch, the QAT phase, the end of the discriminator warm-up)."""
+    self._train_step_fn = self._d_warmup_step_fn = None
+    self._jit_fns, self._eval = {}, None
 
   # ------------------------------------------------------------------ the loop
   def fit(self, progress: bool = True, until_step: Optional[int] = None,

@@ -32,7 +32,7 @@ def enter(trainer, ranges: qat.QuantRanges) -> None:
   qat.enable(t.G, ranges)
   qat.enable(t.G_ema, ranges)
   t.qat_phase = True
-  t._train_step_fn, t._jit_fns, t._eval = None, {}, None  # pylint: disable=protected-access
+  t.drop_traced()
 
 
 def switch(trainer, step: int) -> None:

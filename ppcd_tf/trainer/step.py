@@ -223,7 +223,7 @@ class StepMixin:
     without reading them on the host (no device sync: `fit` reads every --log_every
     steps)."""
     if d_only:
-      if getattr(self, "_d_warmup_step_fn", None) is None:
+      if self._d_warmup_step_fn is None:
         self._d_warmup_step_fn = self._make_train_step(d_only=True)
       fn = self._d_warmup_step_fn
     else:
