@@ -20,11 +20,12 @@ venv:  ## Create .venv from requirements.txt (no-op when it is current).
 
 # Two pytest worker processes, one test class (or module of plain functions) each at a
 # time, the longest first (tests/conftest.py HEAVY_FIRST; pytest-xdist; BUILD.md
-# "Tests"): TensorFlow's tracing is single-threaded Python, so a second process keeps
+# "Tests"; --no-loadscope-reorder keeps that order: xdist 3.x otherwise sends the classes
+# with the most tests first, which left the one-test end-to-end classes for the end): TensorFlow's tracing is single-threaded Python, so a second process keeps
 # the second core busy. TEST_WORKERS=0 runs in one process. -p no:unraisableexception:
 # that plugin's gc passes at exit cost each worker about 14 s with TensorFlow loaded.
 TEST_WORKERS ?= 2
-XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder)
 PYTEST := -m pytest -q -p no:unraisableexception
 
 test: venv  ## Whole suite, slow end-to-end tests included (CI runs this).

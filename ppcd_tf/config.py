@@ -17,7 +17,8 @@ from typing import Any, Dict, Optional, Tuple
 __all__ = [
     "ConfigError", "Architecture", "ARCHITECTURES", "DataConfig", "ModelConfig",
     "PruningConfig", "DistillConfig", "OptimConfig", "RunConfig", "Config",
-    "default_architecture", "tiny_config", "MODES", "STRATEGIES",
+    "default_architecture", "tiny_config", "MODES", "STRATEGIES", "ARCHS",
+    "DEEP_D_ARCHITECTURES",
 ]
 
 MODES = ("teacher", "ppcd")
@@ -25,6 +26,9 @@ STRATEGIES = ("mirrored", "multi_worker", "one_device", "tpu")
 SCHEDULES = ("polynomial", "constant")
 IMPORTANCES = ("learned", "taylor", "cost", "l1", "uniform_l1")  # ppcd_tf.importance
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # ppcd_tf.precision
+# ppcd_tf.generator / ppcd_tf.discriminator: BigGAN, or BigGAN-deep (Brock et al. 2019,
+# appendix B.5, Table 8): bottleneck blocks, two per resolution.
+ARCHS = ("biggan", "biggan_deep")
 
 
 class ConfigError(ValueError):
@@ -62,7 +66,23 @@ ARCHITECTURES: Dict[int, Architecture] = {
 }
 
 
-def default_architecture(resolution: int) -> Architecture:
+# BigGAN-deep's discriminator (Brock et al. 2019, Table 8; the widths of BigGAN-PyTorch's
+# BigGANdeep.py D_arch): an input 3x3 conv to d_ch * d_channel_mults[0], then one pair of
+# blocks per later entry; pair j widens to d_channel_mults[j + 1] in its first block,
+# which also halves the resolution where d_downsample[j] is true. The generator uses
+# the table above (two blocks per resolution, the first keeps the width).
+DEEP_D_ARCHITECTURES: Dict[int, Tuple[Tuple[int, ...], Tuple[bool, ...]]] = {
+    32: ((4, 4, 4, 4), (True, True, False)),
+    64: ((1, 2, 4, 8, 16), (True, True, True, True)),
+    128: ((1, 2, 4, 8, 16, 16), (True, True, True, True, True)),
+}
+
+
+def default_architecture(resolution: int, arch: str = "biggan") -> Architecture:
+  if arch == "biggan_deep" and resolution in ARCHITECTURES:
+    base = ARCHITECTURES[resolution]
+    d_mults, d_down = DEEP_D_ARCHITECTURES[resolution]
+    return Architecture(base.g_channel_mults, d_mults, d_down, base.attention_res)
   if resolution not in ARCHITECTURES:
     raise ConfigError(
         f"resolution={resolution} has no built-in architecture (known: "
@@ -116,12 +136,19 @@ class ModelConfig:
   g_attention_widths: Tuple[int, ...] = ()
   sn_eps: float = 1e-6
   bn_eps: float = 1e-5
+  # "biggan" or "biggan_deep" (ARCHS): the block design of G and D.
+  arch: str = "biggan"
+
+  @property
+  def deep(self) -> bool:
+    return self.arch == "biggan_deep"
 
   def resolved(self) -> "ModelConfig":
-    """Returns a copy with empty architecture fields filled from ARCHITECTURES."""
+    """Returns a copy with empty architecture fields filled from ARCHITECTURES
+    (DEEP_D_ARCHITECTURES for BigGAN-deep's discriminator)."""
     if self.g_channel_mults and self.d_channel_mults and self.d_downsample:
       return self
-    arch = default_architecture(self.resolution)
+    arch = default_architecture(self.resolution, self.arch)
     return dataclasses.replace(
         self,
         g_channel_mults=self.g_channel_mults or arch.g_channel_mults,
@@ -130,7 +157,13 @@ class ModelConfig:
 
   @property
   def num_g_blocks(self) -> int:
-    return len(self.resolved().g_channel_mults) - 1
+    """G blocks: one per 2x upsampling, two per resolution for BigGAN-deep."""
+    return (len(self.resolved().g_channel_mults) - 1) * (2 if self.deep else 1)
+
+  @property
+  def g_mids_per_block(self) -> int:
+    """Hidden widths (masks) per G block: 1 (BigGAN), 3 (BigGAN-deep's bottleneck)."""
+    return 3 if self.deep else 1
 
   @property
   def z_chunk_size(self) -> int:
@@ -141,6 +174,7 @@ class ModelConfig:
 
   def validate(self) -> None:
     r = self.resolution
+    _check(self.arch in ARCHS, f"arch={self.arch!r} must be one of {ARCHS}.")
     _check(r >= 8 and (r & (r - 1)) == 0,
            f"resolution={r} must be a power of two >= 8 (e.g. 32, 64, 128).")
     m = self.resolved()
@@ -152,9 +186,18 @@ class ModelConfig:
            f"g_channel_mults={m.g_channel_mults} must be positive integers.")
     _check(all(c >= 1 for c in m.d_channel_mults) and m.d_channel_mults,
            f"d_channel_mults={m.d_channel_mults} must be non-empty positive integers.")
-    _check(len(m.d_downsample) == len(m.d_channel_mults),
-           f"d_downsample has {len(m.d_downsample)} entries but d_channel_mults has "
-           f"{len(m.d_channel_mults)}; give one bool per D block.")
+    if self.deep:
+      _check(len(m.d_downsample) == len(m.d_channel_mults) - 1,
+             f"d_downsample has {len(m.d_downsample)} entries but d_channel_mults has "
+             f"{len(m.d_channel_mults)}; BigGAN-deep's D needs one bool per block pair, "
+             "one fewer than the widths (the first is the input conv's).")
+      _check(not self.hierarchical_z,
+             "hierarchical_z does not apply to BigGAN-deep (every block and the stem see "
+             "all of z with the class embedding); pass --nohierarchical_z.")
+    else:
+      _check(len(m.d_downsample) == len(m.d_channel_mults),
+             f"d_downsample has {len(m.d_downsample)} entries but d_channel_mults has "
+             f"{len(m.d_channel_mults)}; give one bool per D block.")
     _check(r // (2 ** sum(m.d_downsample)) >= 1,
            f"d_downsample={m.d_downsample} downsamples {r}px below 1 pixel.")
     _check(self.num_classes >= 1, f"num_classes={self.num_classes} must be >= 1.")
@@ -169,7 +212,7 @@ class ModelConfig:
              f"blocks) with hierarchical_z; e.g. {(n_blocks + 1) * 20}.")
     else:
       _check(self.z_dim >= 1, f"z_dim={self.z_dim} must be >= 1.")
-    g_res = {4 * 2 ** (i + 1) for i in range(n_blocks)}
+    g_res = {4 * 2 ** (i + 1) for i in range(n_blocks)}  # BigGAN-deep: the up-blocks
     for a in self.g_attention_res:
       _check(a in g_res, f"g_attention_res={a} is not a G block output resolution "
              f"{sorted(g_res)}; pick one of those or none.")
@@ -182,9 +225,11 @@ class ModelConfig:
              f"{sorted(d_res | {r})}; pick one of those or none.")
     _check(self.sn_eps > 0 and self.bn_eps > 0, "sn_eps and bn_eps must be > 0.")
     if self.g_channels:
-      _check(len(self.g_channels) == 1 + 2 * n_blocks and min(self.g_channels) >= 1,
-             f"g_channels={self.g_channels} must hold {1 + 2 * n_blocks} positive widths "
-             f"for {r}px: stem, {n_blocks} hidden widths, {n_blocks} output widths.")
+      nb, k = self.num_g_blocks, self.g_mids_per_block
+      _check(len(self.g_channels) == 1 + (k + 1) * nb and min(self.g_channels) >= 1,
+             f"g_channels={self.g_channels} must hold {1 + (k + 1) * nb} positive widths "
+             f"for {r}px ({self.arch}): stem, {k * nb} hidden widths ({k} per block), "
+             f"{nb} output widths.")
     if self.g_attention_widths:
       _check(len(self.g_attention_widths) == 2 and min(self.g_attention_widths) >= 1,
              f"g_attention_widths={self.g_attention_widths} must be two positive widths "

@@ -12,6 +12,9 @@ Structure (BigGAN-PyTorch `Discriminator`, D_wide=True):
     with SN `linear` (C -> 1) and SN `embed` (num_classes x C), the projection
     discriminator of Miyato & Koyama (2018).
 
+BigGAN-deep (`--arch=biggan_deep`): an input 3x3 conv, then two `DeepDBlock`s per
+width (`discriminator_layout`), the same head.
+
 `class_activation_map` is the projection term before pooling, per position, used by
 the class-aware distillation (METHOD.md item 2).
 """
@@ -28,7 +31,8 @@ from ppcd_tf.config import ModelConfig
 from ppcd_tf.generator import DummyCallBuildMixin, model_config_from_dict
 from ppcd_tf.layers.attention import attention_widths
 from ppcd_tf.layers.blocks import DBlock, relu_of_block_output
-from ppcd_tf.layers.spectral_norm import SNDense, SNEmbedding, kernel_initializer
+from ppcd_tf.layers.deep_blocks import DeepDBlock
+from ppcd_tf.layers.spectral_norm import SNConv2D, SNDense, SNEmbedding, kernel_initializer
 
 __all__ = ["Discriminator", "build_discriminator", "discriminator_layout"]
 
@@ -40,20 +44,39 @@ class _DLayout:
   downsample: Tuple[bool, ...]
   resolutions: Tuple[int, ...]      # output resolution of each block
   attention: Tuple[Optional[Tuple[int, int]], ...]
+  input_conv: int = 0               # BigGAN-deep: width of the input 3x3 conv
 
 
 def discriminator_layout(model_cfg: ModelConfig) -> _DLayout:
-  """Per-block widths, resolutions and attention widths of D."""
+  """Per-block widths, resolutions and attention widths of D.
+
+  BigGAN-deep: an input conv to d_ch * d_channel_mults[0], then per later entry j a
+  pair of blocks, the first widening to it (and downsampling where d_downsample[j-1]),
+  self-attention after a pair whose resolution is in `d_attention_res`.
+  """
   m = model_cfg.resolved()
-  out = tuple(m.d_ch * k for k in m.d_channel_mults)
-  ins = (m.image_channels,) + out[:-1]
+  widths = tuple(m.d_ch * k for k in m.d_channel_mults)
+  if m.deep:
+    ins, outs, down, res, attn, size = [], [], [], [], [], m.resolution
+    for j, flag in enumerate(m.d_downsample):
+      size = size // 2 if flag else size
+      for first in (True, False):
+        ins.append(widths[j] if first else widths[j + 1])
+        outs.append(widths[j + 1])
+        down.append(bool(flag) and first)
+        res.append(size)
+        attn.append(attention_widths(widths[j + 1])
+                    if not first and size in m.d_attention_res else None)
+    return _DLayout(tuple(ins), tuple(outs), tuple(down), tuple(res), tuple(attn),
+                    input_conv=widths[0])
+  ins = (m.image_channels,) + widths[:-1]
   res, size = [], m.resolution
   for down in m.d_downsample:
     size = size // 2 if down else size
     res.append(size)
-  attn = tuple(attention_widths(out[i]) if res[i] in m.d_attention_res else None
-               for i in range(len(out)))
-  return _DLayout(ins, out, tuple(bool(d) for d in m.d_downsample), tuple(res), attn)
+  attn = tuple(attention_widths(widths[i]) if res[i] in m.d_attention_res else None
+               for i in range(len(widths)))
+  return _DLayout(ins, widths, tuple(bool(d) for d in m.d_downsample), tuple(res), attn)
 
 
 @tf_keras.saving.register_keras_serializable(package="ppcd_tf")
@@ -77,11 +100,20 @@ class Discriminator(DummyCallBuildMixin, tf_keras.Model):
     self._model_cfg, self._layout, self._sn_mode, self._init = cfg, layout, sn_mode, init
     sn = dict(sn_eps=cfg.sn_eps, sn_mode=sn_mode)
     blocks_sn = dict(sn, kernel_initializer=kernel_initializer(init))
-    self.blocks = [
-        DBlock(layout.in_channels[i], layout.out_channels[i],
-               downsample=layout.downsample[i], preactivation=i > 0,
-               attention=layout.attention[i], name=f"block{i}", **blocks_sn)
-        for i in range(len(layout.out_channels))]
+    n = len(layout.out_channels)
+    if cfg.deep:
+      self.input_conv = SNConv2D(layout.input_conv, 3, name="input_conv", **blocks_sn)
+      self.blocks = [
+          DeepDBlock(layout.in_channels[i], layout.out_channels[i],
+                     downsample=layout.downsample[i], attention=layout.attention[i],
+                     name=f"block{i}", **blocks_sn) for i in range(n)]
+    else:
+      self.input_conv = None
+      self.blocks = [
+          DBlock(layout.in_channels[i], layout.out_channels[i],
+                 downsample=layout.downsample[i], preactivation=i > 0,
+                 attention=layout.attention[i], name=f"block{i}", **blocks_sn)
+          for i in range(n)]
     # The projection head runs in float32 under a mixed policy (the output layer,
     # as the Keras mixed-precision guide advises): logits and CAMs keep full precision.
     self.linear = SNDense(1, name="linear", kernel_initializer=kernel_initializer(init),
@@ -97,6 +129,8 @@ class Discriminator(DummyCallBuildMixin, tf_keras.Model):
   def features(self, x, training=False) -> tf.Tensor:
     """Last feature map before the head's ReLU, [B, h, w, C]."""
     h = tf.cast(x, self.compute_dtype)  # float32 unless a mixed policy is active
+    if self.input_conv is not None:
+      h = self.input_conv(h, training=training)
     for block in self.blocks:
       h = block(h, training=training)
     return h

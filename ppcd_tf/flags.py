@@ -57,6 +57,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
 
   # --- model ---
   m = dict(kw, module_name=_g("model"))
+  flags.DEFINE_enum("arch", md.arch, list(config_lib.ARCHS),
+                    "Block design of G and D: biggan (one residual up-block per "
+                    "resolution) or biggan_deep (BigGAN-deep: two bottleneck blocks per "
+                    "resolution, z with the class embedding into every block; needs "
+                    "--nohierarchical_z).", **m)
   flags.DEFINE_integer("resolution", md.resolution,
                        "Image size in pixels (32, 64 or 128 have built-in BigGAN layouts).",
                        lower_bound=8, **m)
@@ -308,7 +313,7 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           dataset=f.dataset, data_dir=f.data_dir, manual_dir=f.manual_dir, split=f.split,
           cache=f.cache, shuffle_buffer=f.shuffle_buffer, eval_fraction=f.eval_fraction),
       model=config_lib.ModelConfig(
-          resolution=f.resolution, num_classes=f.num_classes,
+          arch=f.arch, resolution=f.resolution, num_classes=f.num_classes,
           image_channels=f.image_channels, z_dim=f.z_dim, shared_dim=f.shared_dim,
           g_ch=f.g_ch, d_ch=f.d_ch,
           g_channel_mults=int_list("g_channel_mults", f.g_channel_mults),

@@ -130,17 +130,28 @@ def _generator_rows(model_cfg: ModelConfig, stem: int, mid: Sequence[int],
   rows = [CostRow("shared/embedding", "embedding", m.num_classes, m.shared_dim,
                   m.num_classes * m.shared_dim, 0),
           _linear("stem/linear", layout.stem_z_dim, BOTTOM_WIDTH * BOTTOM_WIDTH * stem)]
+  k = len(mid) // len(out)
   cin = stem
   for i in range(layout.num_blocks):
-    res_out, res_in = layout.resolutions[i], layout.resolutions[i] // 2
-    b = f"block{i}"
-    rows += [
-        CostRow(f"{b}/bn1", "cbn", cond, cin, 2 * cond * cin, 2 * cond * cin),
-        _conv(f"{b}/conv1", 3, cin, mid[i], res_out),
-        CostRow(f"{b}/bn2", "cbn", cond, mid[i], 2 * cond * mid[i], 2 * cond * mid[i]),
-        _conv(f"{b}/conv2", 3, mid[i], out[i], res_out),
-        _conv(f"{b}/conv_sc", 1, cin, out[i], res_in),
-    ]
+    res_out = layout.resolutions[i]
+    res_in = res_out // 2 if layout.upsample[i] else res_out
+    b, mids = f"block{i}", list(mid[k * i:k * (i + 1)])
+    if m.deep:  # BigGAN-deep: conv0 runs before the upsampling, the skip is free
+      ins, outs = [cin] + mids, mids + [out[i]]
+      for j in range(4):
+        rows += [CostRow(f"{b}/bn{j}", "cbn", cond, ins[j], 2 * cond * ins[j],
+                         2 * cond * ins[j]),
+                 _conv(f"{b}/conv{j}", 1 if j in (0, 3) else 3, ins[j], outs[j],
+                       res_in if j == 0 else res_out)]
+    else:
+      rows += [
+          CostRow(f"{b}/bn1", "cbn", cond, cin, 2 * cond * cin, 2 * cond * cin),
+          _conv(f"{b}/conv1", 3, cin, mids[0], res_out),
+          CostRow(f"{b}/bn2", "cbn", cond, mids[0], 2 * cond * mids[0],
+                  2 * cond * mids[0]),
+          _conv(f"{b}/conv2", 3, mids[0], out[i], res_out),
+          _conv(f"{b}/conv_sc", 1, cin, out[i], res_in),
+      ]
     if layout.attention[i]:
       rows += _attention(f"{b}/attention", out[i], *layout.attention[i], res_out)
     cin = out[i]
@@ -162,8 +173,21 @@ def discriminator_cost(model_cfg: ModelConfig) -> CostReport:
   layout = discriminator_layout(m)
   rows: List[CostRow] = []
   res = m.resolution
+  if m.deep:
+    rows.append(_conv("input_conv", 3, m.image_channels, layout.input_conv, res))
   for i, (cin, cout) in enumerate(zip(layout.in_channels, layout.out_channels)):
     b, res_out = f"block{i}", layout.resolutions[i]
+    if m.deep:  # 1x1, 3x3, 3x3 at the input size, pool, 1x1; the widening conv after it
+      hid = max(1, cout // 4)
+      rows += [_conv(f"{b}/conv0", 1, cin, hid, res), _conv(f"{b}/conv1", 3, hid, hid, res),
+               _conv(f"{b}/conv2", 3, hid, hid, res),
+               _conv(f"{b}/conv3", 1, hid, cout, res_out)]
+      if cout > cin:
+        rows.append(_conv(f"{b}/conv_sc", 1, cin, cout - cin, res_out))
+      if layout.attention[i]:
+        rows += _attention(f"{b}/attention", cout, *layout.attention[i], res_out)
+      res = res_out
+      continue
     rows += [_conv(f"{b}/conv1", 3, cin, cout, res), _conv(f"{b}/conv2", 3, cout, cout, res)]
     if cin != cout or layout.downsample[i]:
       # Block 0 pools before its shortcut conv, the others after (DBlock).
@@ -206,23 +230,18 @@ def mask_channel_costs(generator) -> Dict[str, Tuple[int, int]]:
   """
   ch = generator.live_channels()
   cfg = generator.model_cfg
+  names = list(ch.widths())
 
-  def total(stem, mid, out):
-    rows = _generator_rows(cfg, stem, mid, out)
+  def total(widths: Dict[str, int]):
+    mid = [widths[n] for i in range(ch.num_blocks) for n in ch.mid_names(i)]
+    out = [widths[f"block{i}/out"] for i in range(ch.num_blocks)]
+    rows = _generator_rows(cfg, widths["stem"], mid, out)
     return sum(r.params for r in rows), sum(r.macs for r in rows)
 
-  base = total(ch.stem, ch.mid, ch.out)
-
-  def saved(stem, mid, out):
-    p, m = total(stem, mid, out)
-    return base[0] - p, base[1] - m
-
-  costs = {"stem": saved(ch.stem - 1, ch.mid, ch.out)}
-  for i in range(ch.num_blocks):
-    mid = list(ch.mid)
-    mid[i] -= 1
-    out = list(ch.out)
-    out[i] -= 1
-    costs[f"block{i}/mid"] = saved(ch.stem, mid, ch.out)
-    costs[f"block{i}/out"] = saved(ch.stem, ch.mid, out)
+  live = ch.widths()
+  base = total(live)
+  costs = {}
+  for name in names:
+    p, m = total(dict(live, **{name: live[name] - 1}))
+    costs[name] = (base[0] - p, base[1] - m)
   return {name: costs[name] for name, _ in generator.masks} if generator.masks else costs

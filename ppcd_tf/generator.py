@@ -17,8 +17,14 @@ Structure (BigGAN-PyTorch `Generator`, G_shared=True):
     resolution is in `g_attention_res`.
   * `final_bn` (unconditional) -> ReLU -> `final_conv` (SN conv3x3) -> tanh.
 
-`masked=True` adds ChannelMask layers (`stem_mask`, each block's `mask_mid` and
-`mask_out`; see `ppcd_tf.layers.blocks` for where they act). Masked and unmasked
+BigGAN-deep (`--arch=biggan_deep`, Brock et al. 2019, appendix B.5): the stem and every
+block read `concat[z, shared(y)]` (no z split); `blocks` are two DeepGBlocks per
+resolution (`ppcd_tf.layers.deep_blocks`: 1x1 reduce, two 3x3, 1x1 expand, a skip that
+keeps or drops channels), self-attention after the up-block into each resolution of
+`g_attention_res`; widths and the skip rule are in `ppcd_tf.generator_layout`.
+
+`masked=True` adds ChannelMask layers (`stem_mask`, each block's `mask_mid` (BigGAN-deep:
+`mask_mid0..2`) and `mask_out`; see `ppcd_tf.layers.blocks` for where they act). Masked and unmasked
 generators of one config have identical checkpoint paths for every non-mask
 variable, so `tf.train.Checkpoint(generator=teacher)` restores into a student.
 
@@ -35,143 +41,22 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
 
+
 import tensorflow as tf
 import tf_keras
 
 from ppcd_tf.config import ModelConfig
-from ppcd_tf.layers.attention import attention_widths
+from ppcd_tf.generator_layout import (BOTTOM_WIDTH, GeneratorChannels, compose_skip,
+                                      generator_layout, model_config_from_dict,
+                                      slim_architecture)
 from ppcd_tf.layers.blocks import PPResBlock
+from ppcd_tf.layers.deep_blocks import DeepGBlock
 from ppcd_tf.layers.conditional_batchnorm import batch_norm
 from ppcd_tf.layers.masks import ChannelMask
 from ppcd_tf.layers.spectral_norm import SNConv2D, SNDense, kernel_initializer
 
 __all__ = ["GeneratorChannels", "Generator", "build_generator", "model_config_from_dict",
            "generator_layout", "slim_architecture", "BOTTOM_WIDTH"]
-
-BOTTOM_WIDTH = 4
-
-
-def model_config_from_dict(d: Dict[str, Any]) -> ModelConfig:
-  """ModelConfig from `dataclasses.asdict` output (JSON lists become tuples)."""
-  names = {f.name for f in dataclasses.fields(ModelConfig)}
-  values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
-  return ModelConfig(**values)
-
-
-@dataclasses.dataclass(frozen=True)
-class GeneratorChannels:
-  """Channel widths of a generator: the stem and, per block, hidden and output.
-
-  Block i maps `inputs[i]` -> `mid[i]` -> `out[i]`, where `inputs` is
-  `(stem,) + out[:-1]`.
-  """
-  stem: int
-  mid: Tuple[int, ...]
-  out: Tuple[int, ...]
-
-  def __post_init__(self):
-    object.__setattr__(self, "stem", int(self.stem))
-    object.__setattr__(self, "mid", tuple(int(c) for c in self.mid))
-    object.__setattr__(self, "out", tuple(int(c) for c in self.out))
-    if len(self.mid) != len(self.out):
-      raise ValueError(f"GeneratorChannels: mid has {len(self.mid)} entries, out "
-                       f"{len(self.out)}; give one per block.")
-    if min((self.stem,) + self.mid + self.out) < 1:
-      raise ValueError(f"GeneratorChannels: every width must be >= 1, got {self}.")
-
-  @classmethod
-  def from_model_config(cls, model_cfg: ModelConfig) -> "GeneratorChannels":
-    """Explicit `model_cfg.g_channels` (stem, mid..., out...) if set, else BigGAN
-    widths: stem g_ch*mults[0], block i hidden = out = g_ch*mults[i+1]."""
-    if model_cfg.g_channels:
-      c = tuple(model_cfg.g_channels)
-      n = (len(c) - 1) // 2
-      return cls(stem=c[0], mid=c[1:1 + n], out=c[1 + n:])
-    m = model_cfg.resolved()
-    widths = tuple(m.g_ch * k for k in m.g_channel_mults)
-    return cls(stem=widths[0], mid=widths[1:], out=widths[1:])
-
-  @property
-  def num_blocks(self) -> int:
-    return len(self.out)
-
-  @property
-  def inputs(self) -> Tuple[int, ...]:
-    """Input width of each block."""
-    return (self.stem,) + self.out[:-1]
-
-  def to_dict(self) -> Dict[str, Any]:
-    return {"stem": self.stem, "mid": list(self.mid), "out": list(self.out)}
-
-  @classmethod
-  def from_dict(cls, d: Dict[str, Any]) -> "GeneratorChannels":
-    return cls(stem=d["stem"], mid=tuple(d["mid"]), out=tuple(d["out"]))
-
-
-@dataclasses.dataclass(frozen=True)
-class _Layout:
-  """Derived sizes shared by the model and the cost accounting."""
-  num_blocks: int
-  stem_z_dim: int           # z entries fed to the stem
-  cond_dim: int             # conditioning vector width of every CBN
-  resolutions: Tuple[int, ...]          # output resolution of each block
-  attention: Tuple[Optional[Tuple[int, int]], ...]  # (key, value) widths or None
-
-
-def generator_layout(model_cfg: ModelConfig) -> _Layout:
-  """Sizes derived from a ModelConfig (z split, CBN input width, attention).
-
-  Attention (key, value) widths are `model_cfg.g_attention_widths` if set, else
-  C/8, C/2 of the block's config width (never of a slimmed width).
-  """
-  m = model_cfg.resolved()
-  full = GeneratorChannels.from_model_config(m)
-  n = full.num_blocks
-  if m.hierarchical_z:
-    chunk = m.z_dim // (n + 1)
-    stem_z, cond = chunk, m.shared_dim + chunk
-  else:
-    stem_z, cond = m.z_dim, m.shared_dim
-  res = tuple(BOTTOM_WIDTH * 2 ** (i + 1) for i in range(n))
-  attn = tuple((tuple(m.g_attention_widths) or attention_widths(full.out[i]))
-               if res[i] in m.g_attention_res else None for i in range(n))
-  return _Layout(n, stem_z, cond, res, attn)
-
-
-def slim_architecture(model_cfg: ModelConfig, channels: GeneratorChannels) -> ModelConfig:
-  """The config of a dense generator with the architecture of a slimmed one.
-
-  A slim generator (`ppcd_tf.slim.slim_generator`) is `model_cfg` built with
-  narrower `channels`; its self-attention keeps the widths of `model_cfg`. The
-  returned config has `g_channels` = the flattened `channels` (stem, mids, outs)
-  and `g_attention_widths` = those attention widths, so `build_generator` of it
-  alone (e.g. training the slim architecture from scratch) has exactly the slim
-  generator's variables and parameter count.
-
-  Args:
-    model_cfg: the config the slim generator was built from.
-    channels: the slim widths, e.g. `masked_generator.live_channels()`.
-
-  Returns:
-    A copy of `model_cfg` (`dataclasses.replace`) with `g_channels` and
-    `g_attention_widths` set (the latter stays () without G self-attention).
-
-  Raises:
-    ValueError: `channels` has the wrong number of blocks, or the attention layers
-      of `model_cfg` have different widths (one (key, value) pair cannot hold them).
-  """
-  layout = generator_layout(model_cfg)
-  if channels.num_blocks != layout.num_blocks:
-    raise ValueError(f"slim_architecture: channels has {channels.num_blocks} blocks, "
-                     f"resolution {model_cfg.resolution} needs {layout.num_blocks}.")
-  widths = sorted({a for a in layout.attention if a is not None})
-  if len(widths) > 1:
-    raise ValueError(f"slim_architecture: the G attention layers have different "
-                     f"(key, value) widths {widths}; g_attention_widths holds one pair, "
-                     "so keep one --g_attention_res.")
-  return dataclasses.replace(
-      model_cfg, g_channels=(channels.stem,) + channels.mid + channels.out,
-      g_attention_widths=tuple(widths[0]) if widths else ())
 
 
 class DummyCallBuildMixin:
@@ -238,11 +123,19 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     self.stem = SNDense(BOTTOM_WIDTH * BOTTOM_WIDTH * channels.stem, name="stem", **sn)
     self.stem_mask = (ChannelMask(channels.stem, mask_initial_score, name="stem_mask")
                       if masked else None)
-    self.blocks = [
-        PPResBlock(channels.inputs[i], channels.mid[i], channels.out[i],
-                   attention=layout.attention[i], masked=masked, bn_eps=cfg.bn_eps,
-                   mask_initial_score=mask_initial_score, name=f"block{i}", **sn)
-        for i in range(layout.num_blocks)]
+    common = dict(masked=masked, bn_eps=cfg.bn_eps, mask_initial_score=mask_initial_score,
+                  **sn)
+    if cfg.deep:
+      self.blocks = [
+          DeepGBlock(channels.inputs[i], channels.block_mids(i), channels.out[i],
+                     upsample=layout.upsample[i], skip=channels.block_skip(i),
+                     attention=layout.attention[i], name=f"block{i}", **common)
+          for i in range(layout.num_blocks)]
+    else:
+      self.blocks = [
+          PPResBlock(channels.inputs[i], channels.mid[i], channels.out[i],
+                     attention=layout.attention[i], name=f"block{i}", **common)
+          for i in range(layout.num_blocks)]
     self.final_bn = batch_norm(cfg.bn_eps, affine=True, name="final_bn")
     # The RGB conv runs in float32 under a mixed policy (the output layer; 3 channels,
     # a negligible share of G's MACs), so images are computed, not just cast, in float32.
@@ -278,10 +171,10 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     """
     if not self._masked:
       return []
-    out = [("stem", self.stem_mask)]
-    for i, block in enumerate(self.blocks):
-      out += [(f"block{i}/mid", block.mask_mid), (f"block{i}/out", block.mask_out)]
-    return out
+    layers = [self.stem_mask]
+    for block in self.blocks:
+      layers += block.mid_masks + [block.mask_out]
+    return list(zip(self._channels.widths(), layers))
 
   @property
   def non_mask_trainable_variables(self) -> List[tf.Variable]:
@@ -293,10 +186,17 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     """Widths counting live channels only (= `channels` when unmasked)."""
     if not self._masked:
       return self._channels
-    return GeneratorChannels(
-        stem=self.stem_mask.num_alive(),
-        mid=tuple(b.mask_mid.num_alive() for b in self.blocks),
-        out=tuple(b.mask_out.num_alive() for b in self.blocks))
+    live = {name: mask.live_indices() for name, mask in self.masks}
+    widths = self._channels.with_widths({name: len(idx) for name, idx in live.items()})
+    if not self._model_cfg.deep:
+      return widths
+    # BigGAN-deep: each slim skip selects among the live inputs (generator_layout).
+    inputs = ["stem"] + [f"block{i}/out" for i in range(len(self.blocks) - 1)]
+    skip = tuple(
+        compose_skip(self._channels.block_skip(i), self._channels.inputs[i],
+                     live[inputs[i]], live[f"block{i}/out"])
+        for i in range(len(self.blocks)))
+    return dataclasses.replace(widths, skip=skip)
 
   # ---- forward ----
   def _split_inputs(self, inputs):
@@ -314,11 +214,16 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
       stem_z, block_z = z, [None] * n
     return stem_z, block_z, y
 
-  def _conditions(self, block_z, y) -> List[tf.Tensor]:
+  def _conditions(self, stem_z, block_z, y) -> "tuple[tf.Tensor, List[tf.Tensor]]":
+    """The stem's input and each block's conditioning vector."""
     shared = self.shared(y)
     if self.quant is not None:
       shared = self.quant.shared(shared)
-    return [shared if zc is None else tf.concat([shared, zc], axis=1) for zc in block_z]
+    if self._model_cfg.deep:  # BigGAN-deep: concat[z, shared(y)] everywhere
+      cond = tf.concat([stem_z, shared], axis=1)
+      return cond, [cond] * len(block_z)
+    return stem_z, [shared if zc is None else tf.concat([shared, zc], axis=1)
+                    for zc in block_z]
 
   def forward_with_features(self, inputs, training=False):
     """Runs G and returns `(images, features)`.
@@ -332,8 +237,8 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
       G block: the block output after `mask_out` and after self-attention if any.
     """
     stem_z, block_z, y = self._split_inputs(inputs)
-    conds = self._conditions(block_z, y)
-    h = self.stem(stem_z, training=training)
+    stem_in, conds = self._conditions(stem_z, block_z, y)
+    h = self.stem(stem_in, training=training)
     h = tf.reshape(h, [-1, BOTTOM_WIDTH, BOTTOM_WIDTH, self._channels.stem])
     in_mask = self.stem_mask
     if in_mask is not None:
@@ -369,9 +274,9 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     Args:
       inputs: `(z, y)` as for `call`.
     """
-    _, block_z, y = self._split_inputs(inputs)
-    conds = self._conditions(block_z, y)
-    weights = [tf.abs(self.blocks[i + 1].bn1.channel_gain(conds[i + 1], training=False))
+    stem_z, block_z, y = self._split_inputs(inputs)
+    _, conds = self._conditions(stem_z, block_z, y)
+    weights = [tf.abs(self.blocks[i + 1].input_bn.channel_gain(conds[i + 1], training=False))
                for i in range(len(self.blocks) - 1)]
     batch = tf.shape(y)[0]
     gamma = tf.abs(tf.convert_to_tensor(self.final_bn.gamma))

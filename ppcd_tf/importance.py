@@ -28,6 +28,8 @@ The filters, on the effective (spectrally normalised) kernels `W / sigma`:
   block<i>/mid  conv1's output filter;
   block<i>/out  conv2's and conv_sc's output filters together (both write the
                 channel of the residual sum).
+BigGAN-deep: block<i>/mid<j> is conv<j>'s output filter, block<i>/out conv3's (its
+skip carries an input channel unweighted).
 A conditional BatchNorm follows conv1 and the stem, so their filter norms are only a
 proxy of what the channel contributes; that is the baseline as published, kept as it
 is (the learned scores see the loss instead).
@@ -63,10 +65,15 @@ def l1_filter_norms(generator) -> Dict[str, np.ndarray]:
   ch = generator.channels
   stem = np.abs(_effective_kernel(generator.stem))
   out = {"stem": stem.reshape(-1, BOTTOM_WIDTH * BOTTOM_WIDTH, ch.stem).sum(axis=(0, 1))}
+  norm = lambda layer: np.abs(_effective_kernel(layer)).sum(axis=(0, 1, 2))  # noqa: E731
   for i, block in enumerate(generator.blocks):
-    out[f"block{i}/mid"] = np.abs(_effective_kernel(block.conv1)).sum(axis=(0, 1, 2))
-    out[f"block{i}/out"] = (np.abs(_effective_kernel(block.conv2)).sum(axis=(0, 1, 2))
-                            + np.abs(_effective_kernel(block.conv_sc)).sum(axis=(0, 1, 2)))
+    if generator.model_cfg.deep:  # mid<j>: conv<j>; out: conv3 (the skip has no filter)
+      for j, name in enumerate(ch.mid_names(i)):
+        out[name] = norm(getattr(block, f"conv{j}"))
+      out[f"block{i}/out"] = norm(block.conv3)
+    else:
+      out[f"block{i}/mid"] = norm(block.conv1)
+      out[f"block{i}/out"] = norm(block.conv2) + norm(block.conv_sc)
   return out
 
 
@@ -125,10 +132,7 @@ def uniform_keep(generator, budget: float, metric: str = "params", min_channels:
   """
   widths = uniform_widths(generator.model_cfg, generator.channels, budget, metric,
                           min_channels)
-  target = {"stem": widths.stem}
-  for i in range(widths.num_blocks):
-    target[f"block{i}/mid"] = widths.mid[i]
-    target[f"block{i}/out"] = widths.out[i]
+  target = widths.widths()
   norms = l1_filter_norms(generator)
   keep = {}
   for name, mask in generator.masks:

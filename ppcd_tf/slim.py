@@ -59,14 +59,9 @@ REPORT_FILE = "slim_report.json"
 
 def live_index_sets(generator: Generator) -> Dict[str, np.ndarray]:
   """{mask name: live channel indices}; all channels for an unmasked generator."""
-  ch = generator.channels
   if generator.masked:
     return {name: mask.live_indices() for name, mask in generator.masks}
-  out = {"stem": np.arange(ch.stem)}
-  for i in range(ch.num_blocks):
-    out[f"block{i}/mid"] = np.arange(ch.mid[i])
-    out[f"block{i}/out"] = np.arange(ch.out[i])
-  return out
+  return {name: np.arange(width) for name, width in generator.channels.widths().items()}
 
 
 def _take(array: np.ndarray, idx: Optional[np.ndarray], axis: int) -> np.ndarray:
@@ -121,14 +116,20 @@ def channel_map(generator: Generator) -> List[ChannelSlice]:
   """Every layer whose weights follow a mask's channels, in forward order."""
   out = [ChannelSlice(lambda g: g.stem, "sn", None, "stem_units", 0, 1)]
   prev = "stem"
+  deep = generator.model_cfg.deep
   for i, block in enumerate(generator.blocks):
-    mid, res = f"block{i}/mid", f"block{i}/out"
+    mids, res = generator.channels.mid_names(i), f"block{i}/out"
     blk = lambda g, i=i: g.blocks[i]  # noqa: E731
-    out += [ChannelSlice(lambda g, b=blk: b(g).bn1, "cbn", None, prev),
-            ChannelSlice(lambda g, b=blk: b(g).conv1, "sn", prev, mid),
-            ChannelSlice(lambda g, b=blk: b(g).bn2, "cbn", None, mid),
-            ChannelSlice(lambda g, b=blk: b(g).conv2, "sn", mid, res),
-            ChannelSlice(lambda g, b=blk: b(g).conv_sc, "sn", prev, res)]
+    # BigGAN: bn1, conv1, bn2, conv2 (+ conv_sc); BigGAN-deep: bn0..bn3, conv0..conv3.
+    chain = [prev] + mids + [res]
+    first = 0 if deep else 1
+    for j in range(len(chain) - 1):
+      out += [ChannelSlice(lambda g, b=blk, n=f"bn{first + j}": getattr(b(g), n), "cbn",
+                           None, chain[j]),
+              ChannelSlice(lambda g, b=blk, n=f"conv{first + j}": getattr(b(g), n), "sn",
+                           chain[j], chain[j + 1])]
+    if not deep:
+      out.append(ChannelSlice(lambda g, b=blk: b(g).conv_sc, "sn", prev, res))
     if block.attention is not None:
       att = lambda g, b=blk: b(g).attention  # noqa: E731
       out += [ChannelSlice(lambda g, a=att, c=c: getattr(a(g), c), "sn", res, None)
@@ -310,10 +311,8 @@ def slim_and_report(masked_generator: Generator, out_dir: str,
   before = flops.generator_cost(masked_generator.model_cfg, full)
   after = flops.count_generator(slim)
   kept = slim.channels
-  channels = {"stem": {"kept": kept.stem, "total": full.stem}}
-  for i in range(full.num_blocks):
-    channels[f"block{i}/mid"] = {"kept": kept.mid[i], "total": full.mid[i]}
-    channels[f"block{i}/out"] = {"kept": kept.out[i], "total": full.out[i]}
+  channels = {name: {"kept": kept.widths()[name], "total": total}
+              for name, total in full.widths().items()}
   report = {
       "params_before": before.total_params, "params_after": after.total_params,
       "param_reduction": 1.0 - after.total_params / before.total_params,

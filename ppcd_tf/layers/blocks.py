@@ -132,6 +132,15 @@ class PPResBlock(tf_keras.layers.Layer):
     else:
       self.mask_mid = self.mask_out = None
 
+  @property
+  def input_bn(self) -> ConditionalBatchNorm:
+    """The CBN that reads the block input (class weights of the previous block)."""
+    return self.bn1
+
+  @property
+  def mid_masks(self):
+    return [self.mask_mid] if self.masked else []
+
   def call(self, inputs, cond, in_mask: Optional[ChannelMask] = None, training=None):
     """Runs the block.
 
