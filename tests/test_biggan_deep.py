@@ -108,9 +108,9 @@ class DeepTrainingTest(absltest.TestCase):
     from ppcd_tf import train_lib
     from ppcd_tf.export import tflite
     root = tempfile.mkdtemp(prefix="ppcd_deep_")
-    tdir = os.path.join(root, "teacher")
-    train_lib.train(deep_cfg(run=dict(workdir=tdir, mode="teacher", strategy="one_device"),
-                             optim=dict(num_steps=2)), progress=False)
+    tdir = os.path.join(root, "teacher")  # a teacher checkpoint at step 0 (its init)
+    train_lib.Trainer(deep_cfg(run=dict(workdir=tdir, mode="teacher", strategy="one_device")),
+                      weight_init="N02").manager.save(checkpoint_number=0)
     sdir = os.path.join(root, "ppcd")
     summary = train_lib.train(deep_cfg(
         run=dict(workdir=sdir, mode="ppcd", strategy="one_device"),
