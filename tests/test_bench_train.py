@@ -88,7 +88,7 @@ class BenchTrainTest(absltest.TestCase):
         ["--batch_size=1", f"--data_dir={data}", f"--manual_dir={data}",
          "--shuffle_buffer=4", "--d_steps=1"])  # one D pass: the same code, half of D's cost
     # float32: the tests run with oneDNN off, where bf16 convolutions are emulated
-    # (much slower on CPU); the bf16 steps are timed in the tiny cases above.
+    # (much slower on CPU); bf16 training is tested at tiny size in tests/test_precision.py.
     cases = [("teacher", False, "float32")]
     with tfds.testing.mock_data(num_examples=4):  # ImageNet itself is not here
       result = bench_train.run_benchmark(base, cases, steps=1, repeats=1, warmup=0,
