@@ -1,4 +1,4 @@
-"""Crash safety: a PPCD run stopped six times (five SIGKILLs, one SIGTERM) resumes to the
+"""Crash safety: a PPCD run stopped five times (four SIGKILLs, one SIGTERM) resumes to the
 state of an uninterrupted run: the fault-injection soak of tools/soak.py with a fixed plan.
 
 Real `python -m ppcd_tf.train` processes on the tiny config (8 steps, a checkpoint
@@ -9,11 +9,12 @@ keep 3 checkpoints, one evaluation at the end). The crashed line is
      before it is published;
   2. killed inside the pruning event of step 2 (masks cut, dead weights zeroed,
      the EMA not yet restarted);
-  3. killed at a seeded-random moment after it published its next checkpoint;
-  4. sent SIGTERM: it saves the step it is in, says `stopped:` and exits 143;
-  5. killed at a seeded-random moment again (after the switch: a slim checkpoint);
-  6. killed inside the save of the final ckpt-8;
-  7. its newest checkpoint truncated (disk trouble) and a killed save's leftovers
+  3. sent SIGTERM after it published its next checkpoint: it saves the step it is in,
+     says `stopped:` and exits 143;
+  4. killed at a seeded-random moment after its next checkpoint (after the switch: a
+     slim checkpoint);
+  5. killed inside the save of the final ckpt-8;
+  6. its newest checkpoint truncated (disk trouble) and a killed save's leftovers
      planted; the rerun must skip the damaged checkpoint, resume from the one before
      and finish.
 
@@ -34,7 +35,9 @@ from absl.testing import absltest
 from tests import tiny_runs
 from tools import soak
 
-PLAN = ("write:2", "prune:2", "random", "term", "random", "write:8")
+# One random kill (a second one cost another process, ~35 s, for the same paths;
+# `python -m tools.soak` runs long random plans).
+PLAN = ("write:2", "prune:2", "term", "random", "write:8")
 
 
 @pytest.mark.slow
@@ -48,13 +51,13 @@ class CrashResumeTest(absltest.TestCase):
     kills = report["kills"]
     self.assertEqual([k["kind"] for k in kills], list(PLAN))
     self.assertEqual([k["exit"] for k in kills],
-                     [-signal.SIGKILL] * 3 + [143] + [-signal.SIGKILL] * 2)
+                     [-signal.SIGKILL] * 2 + [143] + [-signal.SIGKILL] * 2)
     self.assertEqual(kills[0]["latest_after"], 1)        # ckpt-2 never published
     self.assertEqual(kills[1]["latest_after"], 2)        # killed in the event after ckpt-2
     self.assertGreater(kills[2]["latest_after"], 2)      # each stop after progress
     self.assertGreater(kills[3]["latest_after"], kills[2]["latest_after"])
-    self.assertGreaterEqual(kills[4]["latest_after"], kills[3]["latest_after"])
-    self.assertEqual(kills[5]["latest_after"], 7)        # ckpt-8 never published
+    self.assertGreaterEqual(kills[3]["latest_after"], 4)  # after the switch at step 4
+    self.assertEqual(kills[4]["latest_after"], 7)        # ckpt-8 never published
     self.assertEqual(report["damaged_checkpoint"], "ckpt-7")
     self.assertTrue(report["passed"])
     self.assertEqual(report["variables_that_differ"], [])
