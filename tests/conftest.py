@@ -25,7 +25,7 @@ import pytest  # noqa: E402
 # the end instead of leaving one alone with a long class. Order only; nothing skips.
 HEAVY_FIRST = (
     "tests/test_bench_train.py::BenchTrainTest",            # ~300 before its trim
-    "tests/test_crash_resume.py::CrashResumeTest",          # ~265 (eight processes)
+    "tests/test_crash_resume.py::CrashResumeTest",          # ~265 (then eight processes, now seven)
     "tests/test_classifier.py::ClassifierAcceptanceTest",   # ~225
     "tests/test_experiment.py::EndToEndTest",               # ~210
     "tests/test_demo.py::DemoTest",                         # ~200
