@@ -193,8 +193,7 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     # BigGAN-deep: each slim skip selects among the live inputs (generator_layout).
     inputs = ["stem"] + [f"block{i}/out" for i in range(len(self.blocks) - 1)]
     skip = tuple(
-        compose_skip(self._channels.block_skip(i), self._channels.inputs[i],
-                     live[inputs[i]], live[f"block{i}/out"])
+        compose_skip(self._channels.block_skip(i), live[inputs[i]], live[f"block{i}/out"])
         for i in range(len(self.blocks)))
     return dataclasses.replace(widths, skip=skip)
 

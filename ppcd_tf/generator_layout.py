@@ -48,13 +48,12 @@ def prefix_skip(in_width: int, out_width: int) -> Tuple[int, ...]:
   return tuple(k if k < in_width else in_width for k in range(out_width))
 
 
-def compose_skip(skip: Sequence[int], in_width: int, live_in: np.ndarray,
+def compose_skip(skip: Sequence[int], live_in: np.ndarray,
                  live_out: np.ndarray) -> Tuple[int, ...]:
   """The skip of a block slimmed to input positions `live_in` and outputs `live_out`.
 
   Args:
-    skip: the source block's skip (`in_width` means zero).
-    in_width: the source block's input width.
+    skip: the source block's skip (its input width means zero, never a live position).
     live_in, live_out: kept input / output positions of the source block.
 
   Returns:
@@ -63,8 +62,7 @@ def compose_skip(skip: Sequence[int], in_width: int, live_in: np.ndarray,
   """
   position = {int(c): p for p, c in enumerate(live_in)}
   zero = len(live_in)
-  return tuple(position.get(int(skip[int(k)]), zero) if int(skip[int(k)]) < in_width
-               else zero for k in live_out)
+  return tuple(position.get(int(skip[int(k)]), zero) for k in live_out)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -57,10 +57,10 @@ class SkipTest(absltest.TestCase):
     # full block 6 -> 3 (drops channels 3..5): outputs 0, 1, 2 take inputs 0, 1, 2.
     # Keep inputs {1, 2, 4} and outputs {0, 2}: output 0's input is pruned -> zero (3);
     # output 2 takes input 2, which is slim input position 1.
-    got = compose_skip(prefix_skip(6, 3), 6, np.array([1, 2, 4]), np.array([0, 2]))
+    got = compose_skip(prefix_skip(6, 3), np.array([1, 2, 4]), np.array([0, 2]))
     self.assertEqual(got, (3, 1))
     # Composing again (a slim copy of a slim block) keeps zeros zero.
-    self.assertEqual(compose_skip(got, 3, np.array([0, 1]), np.array([0, 1])), (2, 1))
+    self.assertEqual(compose_skip(got, np.array([0, 1]), np.array([0, 1])), (2, 1))
 
   def test_skip_is_validated_round_trips_and_the_default_has_one_spelling(self):
     ch = GeneratorChannels(stem=3, mid=(1, 1, 1), out=(2,), skip=((3, 0),))

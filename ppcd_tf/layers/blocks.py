@@ -45,7 +45,7 @@ from ppcd_tf.layers.masks import ChannelMask
 from ppcd_tf.layers.spectral_norm import SNConv2D
 
 __all__ = ["PPResBlock", "DBlock", "upsample_nearest_2x", "downsample_avg_2x",
-           "relu_of_block_output"]
+           "relu_of_block_output", "masked_block_output"]
 
 
 def _dims(x: tf.Tensor):
@@ -86,6 +86,19 @@ def relu_of_block_output(x: tf.Tensor) -> tf.Tensor:
   'discriminator/block2/add_1'". Without a Relu op there is nothing to fuse.
   """
   return tf.where(x > 0, x, tf.zeros_like(x))
+
+
+def masked_block_output(out: tf.Tensor, mask_out: Optional[ChannelMask],
+                        attention: Optional[SelfAttention], training) -> tf.Tensor:
+  """A G block's residual sum through `mask_out`, then self-attention (if any) and
+  `mask_out` again (attention's `o` conv would refill a pruned channel)."""
+  if mask_out is not None:
+    out = mask_out(out)
+  if attention is not None:
+    out = attention(out, training=training)
+    if mask_out is not None:
+      out = mask_out(out)
+  return out
 
 
 class PPResBlock(tf_keras.layers.Layer):
@@ -163,14 +176,7 @@ class PPResBlock(tf_keras.layers.Layer):
       h = self.mask_mid(h)
     h = self.conv2(h, training=training)
     shortcut = upsample_nearest_2x(self.conv_sc(inputs, training=training))
-    out = h + shortcut
-    if self.mask_out is not None:
-      out = self.mask_out(out)
-    if self.attention is not None:
-      out = self.attention(out, training=training)
-      if self.mask_out is not None:
-        out = self.mask_out(out)
-    return out
+    return masked_block_output(h + shortcut, self.mask_out, self.attention, training)
 
   def get_config(self):
     config = super().get_config()

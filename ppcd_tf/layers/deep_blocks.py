@@ -31,8 +31,8 @@ import tensorflow as tf
 import tf_keras
 
 from ppcd_tf.layers.attention import SelfAttention
-from ppcd_tf.layers.blocks import (downsample_avg_2x, relu_of_block_output,
-                                   upsample_nearest_2x)
+from ppcd_tf.layers.blocks import (downsample_avg_2x, masked_block_output,
+                                   relu_of_block_output, upsample_nearest_2x)
 from ppcd_tf.layers.conditional_batchnorm import ConditionalBatchNorm
 from ppcd_tf.layers.masks import ChannelMask
 from ppcd_tf.layers.spectral_norm import SNConv2D
@@ -129,14 +129,7 @@ class DeepGBlock(tf_keras.layers.Layer):
     shortcut = select_channels(inputs, self.skip)
     if self.upsample:
       shortcut = upsample_nearest_2x(shortcut)
-    out = h + shortcut
-    if self.mask_out is not None:
-      out = self.mask_out(out)
-    if self.attention is not None:
-      out = self.attention(out, training=training)
-      if self.mask_out is not None:
-        out = self.mask_out(out)
-    return out
+    return masked_block_output(h + shortcut, self.mask_out, self.attention, training)
 
   def get_config(self):
     config = super().get_config()
