@@ -83,7 +83,8 @@ class GeneratorChannels:
     object.__setattr__(self, "stem", int(self.stem))
     object.__setattr__(self, "mid", tuple(int(c) for c in self.mid))
     object.__setattr__(self, "out", tuple(int(c) for c in self.out))
-    if not self.out or len(self.mid) % len(self.out) or len(self.mid) // len(self.out) not in (1, 3):
+    per_block = len(self.mid) // len(self.out) if self.out else 0
+    if not self.out or len(self.mid) % len(self.out) or per_block not in (1, 3):
       raise ValueError(f"GeneratorChannels: mid has {len(self.mid)} entries, out "
                        f"{len(self.out)}; give 1 (BigGAN) or 3 (BigGAN-deep) per block.")
     if min((self.stem,) + self.mid + self.out) < 1:
