@@ -18,7 +18,7 @@ __all__ = [
     "ConfigError", "Architecture", "ARCHITECTURES", "DataConfig", "ModelConfig",
     "PruningConfig", "DistillConfig", "OptimConfig", "RunConfig", "Config",
     "default_architecture", "tiny_config", "MODES", "STRATEGIES", "ARCHS",
-    "DEEP_D_ARCHITECTURES",
+    "DEEP_D_ARCHITECTURES", "LATENTS", "G_SN_MODES",
 ]
 
 MODES = ("teacher", "ppcd")
@@ -29,6 +29,11 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # ppcd_tf.precision
 # ppcd_tf.generator / ppcd_tf.discriminator: BigGAN, or BigGAN-deep (Brock et al. 2019,
 # appendix B.5, Table 8): bottleneck blocks, two per resolution.
 ARCHS = ("biggan", "biggan_deep")
+# How training draws z (`ModelConfig.latent`): "normal" is N(0, I); "scaled_truncnorm" is
+# pytorch-pretrained-BigGAN's `truncation * truncnorm(-2, 2)` (ppcd_tf/biggan_import/
+# pretrained.py), t = `ModelConfig.latent_truncation`.
+LATENTS = ("normal", "scaled_truncnorm")
+G_SN_MODES = ("power_iteration", "frozen")  # ppcd_tf.layers.spectral_norm.SN_MODES
 
 
 class ConfigError(ValueError):
@@ -138,6 +143,19 @@ class ModelConfig:
   bn_eps: float = 1e-5
   # "biggan" or "biggan_deep" (ARCHS): the block design of G and D.
   arch: str = "biggan"
+  # Spectral norm of every G layer: "power_iteration" (BigGAN) or "frozen" (divide by the
+  # stored sn_sigma; imported pytorch-pretrained-BigGAN weights, whose eval-mode sigma
+  # u^T W v comes from stored u and v, which one power-iteration step does not give).
+  g_sn_mode: str = "power_iteration"
+  # n > 0: a teacher G's BatchNorms also hold n [n, C] statistics, one per truncation
+  # 0, 1/(n-1), ..., 1 (pytorch-pretrained-BigGAN's n_stats); the teacher uses those of
+  # `latent_truncation` (ppcd_tf.layers.truncation_batchnorm). 0: ordinary statistics.
+  bn_stats: int = 0
+  # z of training and distillation (LATENTS); latent_truncation is t of
+  # "scaled_truncnorm" (0 < t <= 1; 0 with "normal"). A PPCD run may pick another t than
+  # its teacher's import: the teacher then selects that t's statistics.
+  latent: str = "normal"
+  latent_truncation: float = 0.0
 
   @property
   def deep(self) -> bool:
@@ -224,6 +242,23 @@ class ModelConfig:
       _check(a in d_res or a == r, f"d_attention_res={a} is not a D feature resolution "
              f"{sorted(d_res | {r})}; pick one of those or none.")
     _check(self.sn_eps > 0 and self.bn_eps > 0, "sn_eps and bn_eps must be > 0.")
+    _check(self.g_sn_mode in G_SN_MODES,
+           f"g_sn_mode={self.g_sn_mode!r} must be one of {G_SN_MODES}.")
+    _check(self.latent in LATENTS, f"latent={self.latent!r} must be one of {LATENTS}.")
+    if self.latent == "scaled_truncnorm":
+      _check(0 < self.latent_truncation <= 1,
+             f"latent_truncation={self.latent_truncation} must be in (0, 1] with "
+             "latent=scaled_truncnorm (z = t * truncnorm(-2, 2)).")
+    else:
+      _check(self.latent_truncation == 0,
+             f"latent_truncation={self.latent_truncation} applies only to "
+             "latent=scaled_truncnorm; pass 0 with latent=normal (sampling grids use "
+             "--truncation).")
+    _check(self.bn_stats == 0 or self.bn_stats >= 2,
+           f"bn_stats={self.bn_stats} must be 0 (off) or >= 2 (statistics per truncation).")
+    _check(self.bn_stats == 0 or self.latent == "scaled_truncnorm",
+           f"bn_stats={self.bn_stats} needs latent=scaled_truncnorm: the statistics are "
+           "chosen by its latent_truncation.")
     if self.g_channels:
       nb, k = self.num_g_blocks, self.g_mids_per_block
       _check(len(self.g_channels) == 1 + (k + 1) * nb and min(self.g_channels) >= 1,

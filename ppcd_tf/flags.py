@@ -101,6 +101,24 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                     "architecture from scratch give --g_channels=<slim_channels> and "
                     "these widths (ppcd_tf.generator.slim_architecture computes both).",
                     **m)
+  flags.DEFINE_float("bn_eps", md.bn_eps, "BatchNorm epsilon of G (pytorch-pretrained-"
+                     "BigGAN teachers: 1e-4, written by tools/import_biggan).", **m)
+  flags.DEFINE_float("sn_eps", md.sn_eps, "Spectral-norm epsilon of G and D.", **m)
+  flags.DEFINE_enum("g_sn_mode", md.g_sn_mode, list(config_lib.G_SN_MODES),
+                    "Spectral norm of G: power_iteration (BigGAN), or frozen (divide by "
+                    "the stored sigma: imported pytorch-pretrained-BigGAN teachers).", **m)
+  flags.DEFINE_integer("bn_stats", md.bn_stats,
+                       "Truncation-indexed BatchNorm statistics per teacher G BatchNorm "
+                       "(pytorch-pretrained-BigGAN's n_stats, 51); 0 = ordinary.",
+                       lower_bound=0, **m)
+  flags.DEFINE_enum("latent", md.latent, list(config_lib.LATENTS),
+                    "z of training and distillation: normal (N(0, I)) or "
+                    "scaled_truncnorm (--latent_truncation * truncnorm(-2, 2), "
+                    "pytorch-pretrained-BigGAN's sampling).", **m)
+  flags.DEFINE_float("latent_truncation", md.latent_truncation,
+                     "t of --latent=scaled_truncnorm, in (0, 1]; it also picks a "
+                     "--bn_stats teacher's BatchNorm statistics. 0 with --latent=normal.",
+                     **m)
 
   # --- pruning ---
   m = dict(kw, module_name=_g("pruning"))
@@ -323,7 +341,9 @@ def config_from_flags(fv: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
           d_attention_res=int_list("d_attention_res", f.d_attention_res),
           hierarchical_z=f.hierarchical_z,
           g_channels=int_list("g_channels", f.g_channels),
-          g_attention_widths=int_list("g_attention_widths", f.g_attention_widths)),
+          g_attention_widths=int_list("g_attention_widths", f.g_attention_widths),
+          bn_eps=f.bn_eps, sn_eps=f.sn_eps, g_sn_mode=f.g_sn_mode, bn_stats=f.bn_stats,
+          latent=f.latent, latent_truncation=f.latent_truncation),
       pruning=config_lib.PruningConfig(
           target_fraction=f.target_fraction, budget_params=f.budget_params,
           budget_macs=f.budget_macs, schedule=f.prune_schedule,

@@ -28,6 +28,11 @@ keeps or drops channels), self-attention after the up-block into each resolution
 generators of one config have identical checkpoint paths for every non-mask
 variable, so `tf.train.Checkpoint(generator=teacher)` restores into a student.
 
+Imported pytorch-pretrained-BigGAN teachers (`ppcd_tf.biggan_import.pretrained`):
+`ModelConfig.g_sn_mode="frozen"` divides every G layer by its stored sigma, and
+`truncation_tables=True` (teachers only) gives every BatchNorm statistics per truncation
+(`ppcd_tf.layers.truncation_batchnorm`), picked by `select_truncation(t)`.
+
 `channels` (GeneratorChannels) sets the widths, so the same builder makes the
 teacher, the masked student and the slimmed dense network. Self-attention's
 internal widths (C/8, C/2) always come from the *config* width of its block,
@@ -51,7 +56,7 @@ from ppcd_tf.generator_layout import (BOTTOM_WIDTH, GeneratorChannels, compose_s
                                       slim_architecture)
 from ppcd_tf.layers.blocks import PPResBlock
 from ppcd_tf.layers.deep_blocks import DeepGBlock
-from ppcd_tf.layers.conditional_batchnorm import batch_norm
+from ppcd_tf.layers.conditional_batchnorm import batch_norm, truncation_statistics
 from ppcd_tf.layers.masks import ChannelMask
 from ppcd_tf.layers.spectral_norm import SNConv2D, SNDense, kernel_initializer
 
@@ -91,12 +96,18 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     mask_initial_score: initial mask score.
     init: weight initialisation, BigGAN-PyTorch's G_init: "ortho" (default),
       "N02" or "glorot" (see `ppcd_tf.layers.kernel_initializer`).
+    truncation_tables: with `model_cfg.bn_stats` > 0, every BatchNorm also holds
+      statistics per truncation (`ppcd_tf.layers.truncation_batchnorm`; teachers
+      imported from pytorch-pretrained-BigGAN); `select_truncation` picks them.
+
+  `model_cfg.g_sn_mode="frozen"` freezes spectral norm whatever `sn_mode` says.
   """
 
   def __init__(self, model_cfg: ModelConfig, masked: bool = False,
                channels: Optional[GeneratorChannels] = None,
                sn_mode: str = "power_iteration", mask_initial_score: float = 3.0,
-               init: str = "ortho", name: str = "generator", **kwargs):
+               init: str = "ortho", name: str = "generator",
+               truncation_tables: bool = False, **kwargs):
     super().__init__(name=name, **kwargs)
     cfg = model_cfg.resolved()
     cfg.validate()
@@ -105,11 +116,16 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     if channels.num_blocks != layout.num_blocks:
       raise ValueError(f"channels has {channels.num_blocks} blocks, resolution "
                        f"{cfg.resolution} needs {layout.num_blocks}.")
+    if truncation_tables and (masked or not cfg.bn_stats):
+      raise ValueError("truncation_tables needs an unmasked generator of a config with "
+                       f"bn_stats > 0 (masked={masked}, bn_stats={cfg.bn_stats}).")
+    sn_mode = "frozen" if cfg.g_sn_mode == "frozen" else sn_mode
     self._model_cfg = cfg
     self._channels = channels
     self._layout = layout
     self._masked = bool(masked)
     self._sn_mode = sn_mode
+    self._truncation_tables = bool(truncation_tables)
     self._mask_initial_score = float(mask_initial_score)
     self._init = init
     # Each layer copies the initializer (ppcd_tf.layers.spectral_norm), so kernels
@@ -117,6 +133,12 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     sn = dict(sn_eps=cfg.sn_eps, sn_mode=sn_mode,
               kernel_initializer=kernel_initializer(init))
 
+    with truncation_statistics(cfg.bn_stats if truncation_tables else 0):
+      self._build_layers(cfg, channels, layout, masked, mask_initial_score, init, sn)
+    # Set by ppcd_tf.qat: fake quant of z, of the class embedding and of the images.
+    self.quant = None
+
+  def _build_layers(self, cfg, channels, layout, masked, mask_initial_score, init, sn):
     self.shared = tf_keras.layers.Embedding(
         cfg.num_classes, cfg.shared_dim, embeddings_initializer=kernel_initializer(init),
         name="shared")
@@ -141,8 +163,6 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     # a negligible share of G's MACs), so images are computed, not just cast, in float32.
     self.final_conv = SNConv2D(cfg.image_channels, 3, name="final_conv", dtype="float32",
                                **sn)
-    # Set by ppcd_tf.qat: fake quant of z, of the class embedding and of the images.
-    self.quant = None
 
   # ---- properties ----
   @property
@@ -162,6 +182,27 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
   @property
   def sn_mode(self) -> str:
     return self._sn_mode
+
+  @property
+  def truncation_tables(self) -> bool:
+    return self._truncation_tables
+
+  def batch_norms(self) -> List[tf_keras.layers.BatchNormalization]:
+    """Every BatchNorm in forward order (each block's CBNs, then `final_bn`)."""
+    out = []
+    for block in self.blocks:
+      out += [getattr(block, f"bn{j}").bn for j in range(4) if hasattr(block, f"bn{j}")]
+    return out + [self.final_bn]
+
+  def select_truncation(self, truncation: float) -> None:
+    """Sets every BatchNorm's moving statistics to those of `truncation` (a
+    `truncation_tables` generator: pytorch-pretrained-BigGAN's rule,
+    `ppcd_tf.layers.truncation_batchnorm.release_statistics`)."""
+    if not self._truncation_tables:
+      raise ValueError(f"{self.name} holds no statistics per truncation "
+                       "(build it with truncation_tables=True and bn_stats > 0).")
+    for bn in self.batch_norms():
+      bn.select_truncation(truncation)
 
   @property
   def masks(self) -> List[Tuple[str, ChannelMask]]:
@@ -287,7 +328,7 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
     return {"model_cfg": dataclasses.asdict(self._model_cfg), "masked": self._masked,
             "channels": self._channels.to_dict(), "sn_mode": self._sn_mode,
             "mask_initial_score": self._mask_initial_score, "init": self._init,
-            "name": self.name}
+            "name": self.name, "truncation_tables": self._truncation_tables}
 
   @classmethod
   def from_config(cls, config: Dict[str, Any], custom_objects=None) -> "Generator":
@@ -298,7 +339,8 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
                   if config.get("channels") else None),
         sn_mode=config.get("sn_mode", "power_iteration"),
         mask_initial_score=config.get("mask_initial_score", 3.0),
-        init=config.get("init", "ortho"), name=config.get("name", "generator"))
+        init=config.get("init", "ortho"), name=config.get("name", "generator"),
+        truncation_tables=config.get("truncation_tables", False))
 
   def build_by_dummy_call(self) -> None:
     """Creates every variable by one inference call on a batch of 1."""
@@ -310,7 +352,8 @@ class Generator(DummyCallBuildMixin, tf_keras.Model):
 def build_generator(model_cfg: ModelConfig, masked: bool = False,
                     channels: Optional[GeneratorChannels] = None,
                     name: str = "generator", sn_mode: str = "power_iteration",
-                    mask_initial_score: float = 3.0, init: str = "ortho") -> Generator:
+                    mask_initial_score: float = 3.0, init: str = "ortho",
+                    truncation_tables: bool = False) -> Generator:
   """Builds a Generator with all variables created.
 
   Args:
@@ -323,12 +366,14 @@ def build_generator(model_cfg: ModelConfig, masked: bool = False,
     mask_initial_score: initial mask score (masked only).
     init: "ortho" (BigGAN default; ~25 s for the 128x128 G on 2 CPU cores, all
       of it QR decompositions), "N02" or "glorot".
+    truncation_tables: BatchNorm statistics per truncation (see `Generator`).
 
   Returns:
     A built `Generator`.
   """
   g = Generator(model_cfg, masked=masked, channels=channels, sn_mode=sn_mode,
-                mask_initial_score=mask_initial_score, init=init, name=name)
+                mask_initial_score=mask_initial_score, init=init, name=name,
+                truncation_tables=truncation_tables)
   g.build_by_dummy_call()
   return g
 

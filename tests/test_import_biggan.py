@@ -267,8 +267,8 @@ def test_pth_without_torch_says_how_to_install(tmp_path, monkeypatch):
   with pytest.raises(bi.BigGANImportError, match=r"pip install torch==2\.13\.0.*npz"):
     bi.load_state_dict(str(path))
   with pytest.raises(bi.BigGANImportError, match="unknown file type"):
-    (tmp_path / "G.bin").write_bytes(b"")
-    bi.load_state_dict(str(tmp_path / "G.bin"))
+    (tmp_path / "G.ckpt").write_bytes(b"")  # (.bin is torch.save's pytorch_model.bin)
+    bi.load_state_dict(str(tmp_path / "G.ckpt"))
 
 
 def test_pth_reading_and_npz_conversion(tmp_path, monkeypatch):

@@ -23,9 +23,27 @@ adds the CBN gain instead of multiplying by it, so no exact import exists;
 --allow_cross_replica imports them with standard BatchNorm all the same. An unreadable
 file (empty, truncated, not an archive) or any mismatch is one `error:` line, exit 2.
 Library: `ppcd_tf.biggan_import.import_teacher`.
+
+huggingface's pytorch-pretrained-BigGAN releases (BigGAN-deep, generator only):
+
+  python -m tools.import_biggan --format=pretrained_biggan --G=biggan-deep-128 \
+      --flagfile=configs/imagenet128_deep.cfg --latent_truncation=1.0 \
+      --out=runs/biggan_deep128_teacher
+
+--G is the directory holding the release's config.json and pytorch_model.bin (or
+pytorch_model.npz, the same keys); config.json sets every G model field (the flagfile
+gives the rest: data, training, the D a PPCD run warms up). --latent_truncation
+(default 1.0) is the truncation t the teacher samples z = t * truncnorm(-2, 2) with and
+whose BatchNorm statistics it uses. The workdir's model.cfg holds the model flags a
+PPCD run needs (pass it after the training flagfile). Without torch here, write
+pytorch_model.npz beside the .bin once on a machine with torch (--to_npz with the same
+--format and --G); the import prefers it. Library:
+`ppcd_tf.biggan_import.import_pretrained_teacher`.
 """
 
 from __future__ import annotations
+
+import os
 
 import ppcd_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
@@ -46,6 +64,10 @@ flags.DEFINE_string("G_ema", None, "Optional EMA generator state dict; then --G 
 flags.DEFINE_string("D", None, "BigGAN-PyTorch discriminator state dict (.pth or .npz). "
                     "Optional: without it the teacher is generator-only, and a PPCD "
                     "student of it first trains a fresh D (--d_warmup_steps).")
+flags.DEFINE_enum("format", "biggan_pytorch", ["biggan_pytorch", "pretrained_biggan"],
+                  "biggan_pytorch: ajbrock/BigGAN-PyTorch state dicts (--G, --G_ema, "
+                  "--D files); pretrained_biggan: a huggingface pytorch-pretrained-BigGAN "
+                  "release (--G = the directory with config.json and pytorch_model.bin).")
 flags.DEFINE_string("out", None, "Teacher workdir to write (use it as --teacher_dir).")
 flags.DEFINE_integer("step", 0, "Step stored in the checkpoint (e.g. 138000).",
                      lower_bound=0)
@@ -74,6 +96,8 @@ def main(argv):
       for path in given:
         print(f"wrote {biggan_import.convert_to_npz(path, FLAGS.npz_dir)}")
       return
+    if FLAGS.format == "pretrained_biggan":
+      return _import_pretrained(biggan_import)
     for name in ("G", "out"):
       if not getattr(FLAGS, name):
         raise biggan_import.BigGANImportError(
@@ -99,6 +123,41 @@ def main(argv):
   warmup = "" if FLAGS.D else " --d_warmup_steps=N --prune_begin_step=N"
   print(f"next: python -m ppcd_tf.train --flagfile=... --mode=ppcd "
         f"--teacher_dir={FLAGS.out}{warmup} --workdir=...")
+
+
+def _import_pretrained(biggan_import) -> None:
+  """--format=pretrained_biggan (called inside `friendly_errors`)."""
+  for name in ("G", "out"):
+    if not getattr(FLAGS, name):
+      raise biggan_import.BigGANImportError(
+          f"--{name} is required: python -m tools.import_biggan --format=pretrained_biggan "
+          "--G=DIR_WITH_config.json_AND_pytorch_model.bin --out=DIR")
+  extra = [n for n in ("G_ema", "D") if getattr(FLAGS, n)] + (
+      ["allow_cross_replica"] if FLAGS.allow_cross_replica else [])
+  if extra:
+    raise biggan_import.BigGANImportError(
+        f"--{', --'.join(extra)} do(es) not apply to --format=pretrained_biggan (a "
+        "release holds one generator, its EMA weights, and no discriminator).")
+  if FLAGS.to_npz:  # <G>/pytorch_model.bin -> <G>/pytorch_model.npz (needs torch)
+    from ppcd_tf.biggan_import.pretrained_format import WEIGHT_NAMES
+    print(f"wrote {biggan_import.convert_to_npz(os.path.join(FLAGS.G, WEIGHT_NAMES[0]))}")
+    return
+  # The release's sampling (its G fields come from config.json), so that
+  # --latent_truncation alone validates.
+  FLAGS.latent = "scaled_truncnorm"
+  FLAGS.latent_truncation = FLAGS.latent_truncation or 1.0
+  cfg = ppcd_flags.config_from_flags(FLAGS)
+  summary = biggan_import.import_pretrained_teacher(
+      FLAGS.out, FLAGS.G, cfg, step=FLAGS.step, overwrite=FLAGS.overwrite,
+      verify=FLAGS.verify)
+  part = summary["ema_generator"]
+  print(f"generator      {part['tensors']:>4} tensors -> {part['params']:,} parameters  "
+        f"({part['source']})")
+  print(f"wrote {summary['checkpoint']}, {FLAGS.out}/config.json and "
+        f"{FLAGS.out}/model.cfg (truncation {summary['truncation']:g})")
+  print(f"next: python -m ppcd_tf.train --flagfile=... --flagfile={FLAGS.out}/model.cfg "
+        f"--mode=ppcd --teacher_dir={FLAGS.out} --d_warmup_steps=N --prune_begin_step=N "
+        "--workdir=...")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,8 @@ Parts (one concept per file):
 * `mapping`: TensorMapping, generator_mapping / discriminator_mapping,
   check_state_dict, load_into.
 * `writer`: import_teacher (the whole import, writing and verifying the workdir).
+* `pretrained_format`, `pretrained`: huggingface's pytorch-pretrained-BigGAN releases
+  (BigGAN-deep, G only; config.json + pytorch_model.bin): import_pretrained_teacher.
 """
 
 from ppcd_tf.biggan_import.architecture import check_against_config, infer_architecture
@@ -90,7 +92,10 @@ from ppcd_tf.biggan_import.reading import (CROSS_REPLICA_NOTE, IGNORED_KEY_SUFFI
                                            TORCH_INSTALL_HINT, canonical_state_dict,
                                            convert_to_npz, cross_replica_keys,
                                            load_state_dict)
-from ppcd_tf.biggan_import.writer import IMPORT_SUMMARY_FILE, import_teacher
+from ppcd_tf.biggan_import.pretrained import (import_pretrained_teacher,
+                                              release_model_config)
+from ppcd_tf.biggan_import.pretrained_format import ReleaseConfig, release_shapes
+from ppcd_tf.biggan_import.writer import IMPORT_SUMMARY_FILE, MODEL_FLAGFILE, import_teacher
 
 __all__ = [
     "BigGANImportError", "IGNORED_KEY_SUFFIXES", "TORCH_INSTALL_HINT", "StateDict",
@@ -98,4 +103,6 @@ __all__ = [
     "infer_architecture", "check_against_config", "generator_mapping",
     "discriminator_mapping", "check_state_dict", "load_into", "import_teacher",
     "IMPORT_SUMMARY_FILE", "CROSS_REPLICA_NOTE", "cross_replica_keys",
+    "import_pretrained_teacher", "release_model_config", "ReleaseConfig", "release_shapes",
+    "MODEL_FLAGFILE",
 ]

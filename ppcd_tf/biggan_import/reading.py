@@ -148,10 +148,10 @@ def _read_source(path: StateSource) -> Mapping[str, Any]:
   lower = path.lower()
   if lower.endswith(".npz"):
     return _read_npz(path)
-  if lower.endswith((".pth", ".pt")):
+  if lower.endswith((".pth", ".pt", ".bin")):  # .bin: pytorch_model.bin (torch.save)
     return _read_pth(path)
-  raise BigGANImportError(f"{path}: unknown file type; pass a BigGAN-PyTorch .pth "
-                          "state dict or an .npz file with the same keys.")
+  raise BigGANImportError(f"{path}: unknown file type; pass a PyTorch state dict (.pth, "
+                          ".pt, .bin) or an .npz file with the same keys.")
 
 
 def cross_replica_keys(state: Mapping[str, Any]) -> List[str]:

@@ -23,6 +23,7 @@ from ppcd_tf.biggan_import.reading import (CROSS_REPLICA_NOTE, _read_source,
                                            canonical_state_dict, cross_replica_keys)
 
 IMPORT_SUMMARY_FILE = "biggan_import.json"
+MODEL_FLAGFILE = "model.cfg"  # the model flags of a pytorch-pretrained-BigGAN import
 
 
 def _max_abs_diff(a, b) -> float:
@@ -38,7 +39,8 @@ def _check_out_dir(out_dir: str, overwrite: bool) -> None:
     raise BigGANImportError(f"{out_dir} exists and is not a directory; choose another "
                             "--out.")
   ours = {os.path.basename(checkpoints.config_path(out_dir)),
-          os.path.basename(checkpoints.checkpoint_dir(out_dir)), IMPORT_SUMMARY_FILE}
+          os.path.basename(checkpoints.checkpoint_dir(out_dir)), IMPORT_SUMMARY_FILE,
+          MODEL_FLAGFILE}
   foreign = sorted(set(os.listdir(out_dir)) - ours)
   if foreign:
     raise BigGANImportError(
@@ -90,10 +92,8 @@ def import_teacher(out_dir: str, cfg, g: StateSource, d: Optional[StateSource],
       extra / misshapen tensors, SyncBN buffers without `allow_cross_replica`, or
       out_dir already holds checkpoints (without `overwrite`) or other files.
   """
-  # TensorFlow and the models are imported here, not at module level, so that
-  # reading / converting state dicts does not need TensorFlow.
-  import tensorflow as tf
-  from ppcd_tf import checkpoints
+  # The models are imported here, not at module level, so that reading / converting
+  # state dicts does not need TensorFlow.
   from ppcd_tf.discriminator import build_discriminator
   from ppcd_tf.generator import build_generator
 
@@ -153,6 +153,35 @@ def import_teacher(out_dir: str, cfg, g: StateSource, d: Optional[StateSource],
     logging.warning("%s: imported with standard BatchNorm (--allow_cross_replica); %s.",
                     ", ".join(labels[n] for n in synced), CROSS_REPLICA_NOTE)
 
+  summary: Dict[str, Any] = {
+      "g_params": report["ema_generator"]["params"],
+      "d_params": report["discriminator"]["params"] if d is not None else None,
+      "discriminator": None,
+      "separate_ema": g_ema is not None, "cross_replica_bn": synced, **report}
+  if synced:
+    summary["warning"] = (f"imported BigGAN-PyTorch --cross_replica weights with "
+                          f"standard BatchNorm: {CROSS_REPLICA_NOTE}")
+  return write_teacher_workdir(out_dir, cfg, nets, step, summary, verify)
+
+
+def write_teacher_workdir(out_dir: str, cfg, nets: Dict[str, Any], step: int,
+                          summary: Dict[str, Any], verify: bool,
+                          extra_files: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+  """Writes config.json, the checkpoint of `nets` and the summary, all or nothing.
+
+  The workdir is written to a temporary sibling of `out_dir`, reloaded and checked
+  there (`verify`: the way the PPCD trainer loads a teacher), then moved onto
+  `out_dir`, so a failure leaves an earlier `out_dir` as it was. `cfg` must be the
+  validated config with run.mode="teacher" and run.workdir=out_dir. `extra_files`:
+  {name: text} written beside config.json (names `_check_out_dir` accepts).
+
+  Returns:
+    `summary` with "checkpoint", "step", "workdir" (and "verify_max_abs_diff") added,
+    as written to out_dir/biggan_import.json.
+  """
+  import tensorflow as tf
+  from ppcd_tf import checkpoints
+
   final = os.path.abspath(out_dir)
   parent = os.path.dirname(final)
   os.makedirs(parent, exist_ok=True)
@@ -161,22 +190,17 @@ def import_teacher(out_dir: str, cfg, g: StateSource, d: Optional[StateSource],
   os.makedirs(tmp)
   try:
     checkpoints.write_config(tmp, cfg)
+    for name, text in (extra_files or {}).items():
+      with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+        f.write(text)
     step_var = tf.Variable(int(step), dtype=tf.int64, trainable=False, name="step")
     ckpt = tf.train.Checkpoint(step=step_var, **nets)
     prefix = tf.train.CheckpointManager(
         ckpt, checkpoints.checkpoint_dir(tmp), max_to_keep=1).save(
             checkpoint_number=int(step))
-    summary: Dict[str, Any] = {
-        "checkpoint": os.path.join(checkpoints.checkpoint_dir(out_dir),
-                                   os.path.basename(prefix)),
-        "step": int(step), "workdir": out_dir,
-        "g_params": report["ema_generator"]["params"],
-        "d_params": report["discriminator"]["params"] if d is not None else None,
-        "discriminator": None,
-        "separate_ema": g_ema is not None, "cross_replica_bn": synced, **report}
-    if synced:
-      summary["warning"] = (f"imported BigGAN-PyTorch --cross_replica weights with "
-                            f"standard BatchNorm: {CROSS_REPLICA_NOTE}")
+    summary = {"checkpoint": os.path.join(checkpoints.checkpoint_dir(out_dir),
+                                          os.path.basename(prefix)),
+               "step": int(step), "workdir": out_dir, **summary}
     if verify:
       summary["verify_max_abs_diff"] = _verify_workdir(tmp, cfg, nets, out_dir)
     checkpoints.write_json_atomic(os.path.join(tmp, IMPORT_SUMMARY_FILE), summary)
@@ -196,11 +220,14 @@ def _verify_workdir(workdir: str, cfg, nets, what: str) -> float:
   m = cfg.model.resolved()
   written = checkpoints.read_config(workdir)
   checkpoints.check_same_architecture(m, written.model, f"imported workdir {what}")
-  g2 = build_generator(m, name="teacher_generator", init="glorot")
+  tables = m.bn_stats > 0  # as the trainer builds a pytorch-pretrained-BigGAN teacher
+  g2 = build_generator(m, name="teacher_generator", init="glorot", truncation_tables=tables)
   loaded = dict(ema_generator=g2)
   if "discriminator" in nets:
     loaded["discriminator"] = d2 = build_discriminator(m, init="glorot")
   checkpoints.restore_objects_from_workdir(workdir, **loaded)
+  if tables:
+    g2.select_truncation(m.latent_truncation)
   z = tf.random.stateless_normal([2, m.z_dim], seed=[3, 4])
   y = tf.constant([0, m.num_classes - 1], tf.int32)
   images = nets["ema_generator"]((z, y), training=False)

@@ -2,6 +2,8 @@
 
 * `spectral_norm`: SNDense, SNConv2D, SNEmbedding (power iteration or frozen sigma).
 * `conditional_batchnorm`: ConditionalBatchNorm (BigGAN ccbn).
+* `truncation_batchnorm`: TruncationBatchNorm (statistics per truncation,
+  pytorch-pretrained-BigGAN's BigGANBatchNorm).
 * `attention`: SelfAttention (SA-GAN non-local block).
 * `masks`: ChannelMask (exactly binary, straight-through learnable channel mask).
 * `blocks`: PPResBlock (G up-block with PP-Res masks), DBlock (D down-block).

@@ -14,21 +14,23 @@ Momentum 0.9 in Keras' convention is PyTorch's 0.1, BigGAN-PyTorch's value.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import ContextManager, Iterator
 
 import tensorflow as tf
 import tf_keras
 
 from ppcd_tf.layers.spectral_norm import SNDense
+from ppcd_tf.layers.truncation_batchnorm import TruncationBatchNorm
 
-__all__ = ["ConditionalBatchNorm", "BN_MOMENTUM", "batch_norm", "cross_replica_batch_norm"]
+__all__ = ["ConditionalBatchNorm", "BN_MOMENTUM", "batch_norm", "cross_replica_batch_norm",
+           "truncation_statistics"]
 
 BN_MOMENTUM = 0.9
 _SYNC = [True]  # what `batch_norm` builds; set by `cross_replica_batch_norm`
+_TABLES = [0]   # rows of truncation statistics `batch_norm` adds; `truncation_statistics`
 
 
-@contextlib.contextmanager
-def cross_replica_batch_norm(enabled: bool) -> Iterator[None]:
+def cross_replica_batch_norm(enabled: bool) -> ContextManager[None]:
   """BatchNorm layers built inside the block synchronise statistics across replicas
   (`enabled`, the default outside any block) or keep them per replica.
 
@@ -37,12 +39,24 @@ def cross_replica_batch_norm(enabled: bool) -> Iterator[None]:
   gradient function. With one replica both compute the same statistics;
   BigGAN-PyTorch itself defaults to per-device BN (its `--cross_replica` is off).
   """
-  previous = _SYNC[0]
-  _SYNC[0] = bool(enabled)
+  return _setting(_SYNC, bool(enabled))
+
+
+def truncation_statistics(num_stats: int) -> ContextManager[None]:
+  """BatchNorm layers built inside the block hold `num_stats` statistics per truncation
+  (`TruncationBatchNorm`; 0 = plain Keras BatchNorm, the default outside any block)."""
+  return _setting(_TABLES, int(num_stats))
+
+
+@contextlib.contextmanager
+def _setting(cell: list, value) -> Iterator[None]:
+  """`cell[0] = value` inside the block, restored after it."""
+  previous = cell[0]
+  cell[0] = value
   try:
     yield
   finally:
-    _SYNC[0] = previous
+    cell[0] = previous
 
 
 def batch_norm(epsilon: float, affine: bool, name: str,
@@ -53,11 +67,14 @@ def batch_norm(epsilon: float, affine: bool, name: str,
   under a multi-replica `tf.distribute` strategy the batch statistics are
   all-reduced over the *global* batch (BigGAN's cross-replica BatchNorm), so
   training on N replicas computes what one device computes on the same global
-  batch. With one replica it is ordinary BatchNorm.
+  batch. With one replica it is ordinary BatchNorm. Inside `truncation_statistics(n)`
+  it is a `TruncationBatchNorm` holding n statistics per truncation.
   """
-  return tf_keras.layers.BatchNormalization(
-      axis=-1, momentum=momentum, epsilon=epsilon, center=affine, scale=affine,
-      synchronized=_SYNC[0], name=name)
+  args = dict(axis=-1, momentum=momentum, epsilon=epsilon, center=affine, scale=affine,
+              synchronized=_SYNC[0], name=name)
+  if _TABLES[0]:
+    return TruncationBatchNorm(_TABLES[0], **args)
+  return tf_keras.layers.BatchNormalization(**args)
 
 
 class ConditionalBatchNorm(tf_keras.layers.Layer):

@@ -68,9 +68,15 @@ class BuildingMixin:
     # without pruning: --nouse_masks --noinit_from_teacher --g_channels=...
     # [--g_attention_widths=...]).
     narrower_ok = not self.cfg.distill.init_from_teacher and not self.masked
+    # A teacher with statistics per truncation (--bn_stats) is distilled at this run's
+    # --latent_truncation, whatever truncation it was imported with.
+    tables = ("latent_truncation",) if tcfg.model.bn_stats else ()
+    model_flags = os.path.join(tdir, "model.cfg")  # written by tools/import_biggan
+    hint = (f" (its model flags: --flagfile={model_flags})"
+            if os.path.isfile(model_flags) else "")
     checkpoints.check_same_architecture(
-        self.cfg.model, tcfg.model, f"teacher {tdir}",
-        ignore=checkpoints.GENERATOR_WIDTH_FIELDS if narrower_ok else ())
+        self.cfg.model, tcfg.model, f"teacher {tdir}{hint}",
+        ignore=(checkpoints.GENERATOR_WIDTH_FIELDS if narrower_ok else ()) + tables)
     self.teacher_model_cfg = tcfg.model.resolved()
     newest = checkpoints.newest_readable(checkpoints.checkpoint_dir(tdir))
     if not newest:
@@ -210,8 +216,10 @@ class BuildingMixin:
   def _load_teacher(self) -> None:
     tdir = self.cfg.distill.teacher_dir  # checked by _check_teacher
     z, y, x = self._dummy_inputs()
+    tables = self.teacher_model_cfg.bn_stats > 0
     self.teacher_G = build_generator(self.teacher_model_cfg, masked=False,
-                                     name="teacher_generator", init=self.weight_init)
+                                     name="teacher_generator", init=self.weight_init,
+                                     truncation_tables=tables)
     self.teacher_D = build_discriminator(self.teacher_model_cfg, init=self.weight_init)
     self.teacher_G((z, y), training=False)
     self.teacher_D((x, y), training=False)
@@ -221,6 +229,8 @@ class BuildingMixin:
       nets["discriminator"] = self.teacher_D
     self.teacher_prefix, self.teacher_step = checkpoints.restore_objects_from_workdir(
         tdir, **nets)
+    if tables:  # pytorch-pretrained-BigGAN: the statistics of the run's truncation
+      self.teacher_G.select_truncation(self.model_cfg.latent_truncation)
     logging.info("Teacher: %s (step %d)", self.teacher_prefix, self.teacher_step)
 
   def _make_dataset(self, consumed_batches: int):
@@ -310,6 +320,11 @@ class BuildingMixin:
         pairs.append(("discriminator", self.D))
       for name, target in pairs:
         tf.train.Checkpoint(**{name: target}).read(self.teacher_prefix).expect_partial()
+      if self.teacher_G.truncation_tables:  # the statistics the teacher selected
+        for net in (self.G, self.G_ema):
+          for src, dst in zip(self.teacher_G.batch_norms(), net.batch_norms()):
+            dst.moving_mean.assign(src.moving_mean)
+            dst.moving_variance.assign(src.moving_variance)
       z = tf.random.stateless_normal([2, self.model_cfg.z_dim], seed=[1, 2])
       y = tf.constant([0, self.model_cfg.num_classes - 1], tf.int32)
       diff = float(tf.reduce_max(tf.abs(self.G((z, y), training=False)

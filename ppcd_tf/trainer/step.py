@@ -29,7 +29,11 @@ class StepMixin:
     gb = self.cfg.optim.batch_size
     seed = tf.stack([tf.cast(self.cfg.run.seed, tf.int64),
                      step * (self.cfg.optim.d_steps + 1) + salt])
-    z = tf.random.stateless_normal([gb, m.z_dim], seed=seed + [_Z_SALT, 0])
+    if m.latent == "scaled_truncnorm":  # pytorch-pretrained-BigGAN: t * truncnorm(-2, 2)
+      z = m.latent_truncation * tf.random.stateless_truncated_normal(
+          [gb, m.z_dim], seed=seed + [_Z_SALT, 0])
+    else:
+      z = tf.random.stateless_normal([gb, m.z_dim], seed=seed + [_Z_SALT, 0])
     y = tf.random.stateless_uniform([gb], seed=seed + [_Y_SALT, 0], minval=0,
                                     maxval=m.num_classes, dtype=tf.int32)
     start = replica_id * b
