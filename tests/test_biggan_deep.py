@@ -129,5 +129,32 @@ class DeepTrainingTest(absltest.TestCase):
     self.assertLess(exported["max_abs_diff"], 1e-4)
 
 
+@pytest.mark.slow
+class Imagenet128DeepStepTest(absltest.TestCase):
+
+  def test_imagenet128_deep_teacher_step_at_batch_1(self):
+    # The full BigGAN-deep 128x128 networks build, trace and take a training step on
+    # CPU at batch 1, with ImageNet mocked (tensorflow_datasets' mock_data), as
+    # tests/test_bench_train.py does for configs/imagenet128.cfg; one D pass a step
+    # (the same code, half of D's cost). The PPCD step on BigGAN-deep is
+    # DeepTrainingTest's, at tiny width.
+    import tensorflow_datasets as tfds
+    from tools import bench_train
+    data = tempfile.mkdtemp(prefix="ppcd_mock_imagenet_")
+    base = ppcd_flags.parse_flagfile(
+        "configs/imagenet128_deep.cfg",
+        ["--batch_size=1", f"--data_dir={data}", f"--manual_dir={data}",
+         "--shuffle_buffer=4", "--d_steps=1"])
+    with tfds.testing.mock_data(num_examples=4):
+      result = bench_train.run_benchmark(base, [("teacher", False, "float32")], steps=1,
+                                         repeats=1, warmup=0, log=lambda m: None)
+    # The 128-wide to-RGB conv of the release is ours at 3 outputs (BUILD.md).
+    self.assertEqual(result["config"]["g_params"], flops.generator_cost(base.model).total_params)
+    self.assertEqual(result["config"]["g_params"], 50_244_484)
+    rate = result["steps_per_second"]["teacher/no_xla/float32"]
+    self.assertLen(rate["all"], 1)
+    self.assertGreater(rate["median"], 0)
+
+
 if __name__ == "__main__":
   absltest.main()
