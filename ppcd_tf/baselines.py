@@ -51,7 +51,11 @@ def wrap_for_magnitude_pruning(generator, schedule) -> List[_Wrapper]:
   """Replaces each SN conv/dense layer of `generator` by a tfmot pruning wrapper."""
   wrappers = []
   for parent, attr, layer in _parents_of_prunable(generator):
-    wrapper = tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+    # The wrapper itself computes in float32 whatever the policy: its mask update
+    # (`weight * mask`, assigned back to the float32 kernel) runs in the wrapper's
+    # autocast scope, so under mixed_bfloat16 it would read the kernel as bfloat16 and
+    # fail to assign. The wrapped layer keeps its own mixed policy for the conv.
+    wrapper = _Wrapper(layer, pruning_schedule=schedule, dtype="float32")
     setattr(parent, attr, wrapper)
     wrappers.append(wrapper)
   if not wrappers:

@@ -106,6 +106,26 @@ class MagnitudeBaselineTest(absltest.TestCase):
     self.assertEqual(changed, self.changed)
     self.assertEqual(summary["nonzero_params"], self.summary["nonzero_params"])
 
+  def test_magnitude_baseline_trains_under_mixed_bfloat16(self):
+    # The experiment's config (configs/mnist32.cfg) trains in mixed_bfloat16: tfmot's
+    # mask update must still assign to the float32 kernels. Same schedule, same
+    # budget, so the same number of weights survive as in the float32 run.
+    wd = os.path.join(tiny_runs.root(), "magnitude_bf16")
+    cfg = baselines.magnitude_config(
+        tiny_runs.ppcd_cfg(wd, tiny_runs.teacher(), run=dict(precision="mixed_bfloat16")),
+        tiny_runs.teacher())
+    trainer = baselines.MagnitudePruningTrainer(cfg)
+    summary = trainer.fit(progress=False)
+    self.assertEqual(summary["step"], cfg.optim.num_steps)
+    self.assertEqual(summary["nonzero_params"], self.summary["nonzero_params"])
+    # The convs compute in bfloat16, the float32 to-RGB conv in float32.
+    self.assertEqual(sorted({w.layer.compute_dtype for w in trainer.wrappers}),
+                     ["bfloat16", "float32"])
+    for w in trainer.wrappers:
+      self.assertEqual(w.compute_dtype, "float32")
+      for weight, _, _ in w.pruning_vars:
+        self.assertEqual(weight.dtype, tf.float32)
+
 
 if __name__ == "__main__":
   absltest.main()
