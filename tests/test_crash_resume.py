@@ -1,4 +1,4 @@
-"""Crash safety: a PPCD run stopped five times (four SIGKILLs, one SIGTERM) resumes to the
+"""Crash safety: a PPCD run stopped four times (three SIGKILLs, one SIGTERM) resumes to the
 state of an uninterrupted run: the fault-injection soak of tools/soak.py with a fixed plan.
 
 Real `python -m ppcd_tf.train` processes on the tiny config (8 steps, a checkpoint
@@ -11,10 +11,9 @@ keep 3 checkpoints, one evaluation at the end). The crashed line is
      the EMA not yet restarted);
   3. sent SIGTERM after it published its next checkpoint: it saves the step it is in,
      says `stopped:` and exits 143;
-  4. killed at a seeded-random moment after its next checkpoint (after the switch: a
-     slim checkpoint);
-  5. killed inside the save of the final ckpt-8;
-  6. its newest checkpoint truncated (disk trouble) and a killed save's leftovers
+  4. killed inside the save of the final ckpt-8 (it resumes from ckpt-7, a slim
+     checkpoint: after the switch);
+  5. its newest checkpoint truncated (disk trouble) and a killed save's leftovers
      planted; the rerun must skip the damaged checkpoint, resume from the one before
      and finish.
 
@@ -35,9 +34,10 @@ from absl.testing import absltest
 from tests import tiny_runs
 from tools import soak
 
-# One random kill (a second one cost another process, ~35 s, for the same paths;
-# `python -m tools.soak` runs long random plans).
-PLAN = ("write:2", "prune:2", "term", "random", "write:8")
+# No random kill: each kill costs a process (~35 CPU-s), and the planned ones reach
+# every path a random one did (a slim checkpoint resume: write:8). `python -m
+# tools.soak` runs long random plans (tests/test_crash_resume.py::PlanTest).
+PLAN = ("write:2", "prune:2", "term", "write:8")
 
 
 @pytest.mark.slow
@@ -51,13 +51,11 @@ class CrashResumeTest(absltest.TestCase):
     kills = report["kills"]
     self.assertEqual([k["kind"] for k in kills], list(PLAN))
     self.assertEqual([k["exit"] for k in kills],
-                     [-signal.SIGKILL] * 2 + [143] + [-signal.SIGKILL] * 2)
+                     [-signal.SIGKILL] * 2 + [143] + [-signal.SIGKILL])
     self.assertEqual(kills[0]["latest_after"], 1)        # ckpt-2 never published
     self.assertEqual(kills[1]["latest_after"], 2)        # killed in the event after ckpt-2
     self.assertGreater(kills[2]["latest_after"], 2)      # each stop after progress
-    self.assertGreater(kills[3]["latest_after"], kills[2]["latest_after"])
-    self.assertGreaterEqual(kills[3]["latest_after"], 4)  # after the switch at step 4
-    self.assertEqual(kills[4]["latest_after"], 7)        # ckpt-8 never published
+    self.assertEqual(kills[3]["latest_after"], 7)        # ckpt-8 never published
     self.assertEqual(report["damaged_checkpoint"], "ckpt-7")
     self.assertTrue(report["passed"])
     self.assertEqual(report["variables_that_differ"], [])

@@ -220,6 +220,20 @@ class VariantBackfillTest(absltest.TestCase):
       self.assertEqual(json.load(f)["variants"], found)
 
 
+class VariantChoiceTest(absltest.TestCase):
+
+  def test_tflite_variants_are_checked_and_kept_in_order(self):
+    from ppcd_tf.config import ConfigError
+    root = tempfile.mkdtemp()
+    exp = _experiment(root, tflite_variants=("int8", "fp32"))
+    self.assertEqual(exp.tflite_variants, (("fp32", "none"), ("int8", "int8")))
+    self.assertEqual(_experiment(root).tflite_variants, experiment.VARIANTS)
+    for bad in (("fp32", "int4"), ("int8",), ()):
+      with self.assertRaisesRegex(ConfigError, "--tflite_variants=.*choose from "
+                                  "fp32,fp16,dynamic,int8, with fp32"):
+        _experiment(root, tflite_variants=bad)
+
+
 class EndToEndTest(absltest.TestCase):
 
   @pytest.mark.slow
@@ -231,8 +245,10 @@ class EndToEndTest(absltest.TestCase):
     from ppcd_tf import teacher_asset
     from tools import experiment_report
     _, teacher_dir, _ = tiny_runs.packaged_teacher()
+    # Two of the four TFLite variants (the fp16 and dynamic exports are
+    # tests/test_export.py's); given out of order, kept in VARIANTS order.
     exp = _experiment(root, res, student_steps=6, teacher_dir=teacher_dir, seeds=(1,),
-                      curve_evals=2, curve_samples=20)
+                      curve_evals=2, curve_samples=20, tflite_variants=("int8", "fp32"))
     before = teacher_asset.verify_teacher_asset(teacher_dir)
     # Two student kinds (a pruned student and the control); every run's config is
     # checked by test_every_run_config, the rankings by test_importance/test_pruning.
@@ -266,10 +282,11 @@ class EndToEndTest(absltest.TestCase):
     self.assertEqual((more["train_steps"], more["student_steps"]),
                      (before["best_step"] + 6, 6))
     self.assertEqual(more["params"], teacher["params"])
-    # What ships: every TFLite variant of the teacher and of PPCD, evaluated through
-    # LiteRT on the same latents (fp32 scores as the Keras model within round-off).
+    # What ships: the chosen TFLite variants of the teacher and of PPCD, evaluated
+    # through LiteRT on the same latents (fp32 scores as the Keras model within
+    # round-off).
     for r in (teacher, by["ppcd_t81"]):
-      self.assertEqual(list(r["variants"]), ["fp32", "fp16", "dynamic", "int8"])
+      self.assertEqual(list(r["variants"]), ["fp32", "int8"])
       self.assertAlmostEqual(r["variants"]["fp32"]["fid"], r["fid"], delta=1e-3 * r["fid"])
       self.assertLess(r["variants"]["int8"]["kib"], r["variants"]["fp32"]["kib"])
       for v in r["variants"].values():

@@ -1,6 +1,8 @@
 """Fine-tuning at the slim width: the same training as the masked G, resumable across
 the switch, read back by the workdir tools."""
+import glob
 import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -83,17 +85,34 @@ class SwitchTest(absltest.TestCase):
 
 
   def test_resume_across_the_switch_is_exact(self):
-    # Against the uninterrupted run (and so also: two fresh runs in one process are
-    # bit-identical): stopped after the switch (events 0-2, switch at step 3, slim
-    # ckpt-4), resumed from the slim checkpoint to the end. A resume mid-pruning
-    # (Taylor sums and all) is tests/test_crash_resume.py's; one across the switch,
-    # tests/test_precision.py's.
+    # Against the uninterrupted run: stopped after the switch (events 0-2, switch at
+    # step 3, slim ckpt-4), resumed from the slim checkpoint to the end. The stopped run
+    # is the uninterrupted one's workdir with its last checkpoint (ckpt-6) removed: the
+    # same files a run stopped at step 4 leaves (a run stopped by --until_step is
+    # tests/test_train.py's), without a second trace of the whole pipeline. A resume
+    # mid-pruning (Taylor sums and all) is tests/test_crash_resume.py's; one across the
+    # switch at bf16, tests/test_precision.py's.
     whole = self.slim
     cfg = _cfg("pieces")
-    first = train_lib.Trainer(cfg)
-    first.fit(progress=False, until_step=4)
-    self.assertTrue(first.slim_phase)
-    del first
+    wd = cfg.run.workdir
+    shutil.rmtree(wd, ignore_errors=True)
+    shutil.copytree(whole.workdir, wd)
+    ckpt_dir = checkpoints.checkpoint_dir(wd)
+    for f in glob.glob(os.path.join(ckpt_dir, "ckpt-6.*")):
+      os.remove(f)
+    state = tf.train.get_checkpoint_state(ckpt_dir)
+    names = [os.path.basename(p) for p in state.all_model_checkpoint_paths]
+    self.assertEqual(names, ["ckpt-2", "ckpt-4", "ckpt-6"])
+    # Timestamps kept: without them CheckpointManager forgets ckpt-2, which the
+    # disk-trouble fallback below needs.
+    tf.compat.v1.train.update_checkpoint_state(
+        ckpt_dir, os.path.join(ckpt_dir, "ckpt-4"),
+        all_model_checkpoint_paths=[os.path.join(ckpt_dir, n) for n in names[:2]],
+        all_model_checkpoint_timestamps=list(state.all_model_checkpoint_timestamps)[:2],
+        last_preserved_timestamp=state.last_preserved_timestamp)
+    summary = os.path.join(wd, "train_summary.json")
+    if os.path.exists(summary):
+      os.remove(summary)
     third = train_lib.Trainer(cfg)
     self.assertTrue(third.slim_phase)          # restored into slim generators
     self.assertEqual(int(third.step.numpy()), 4)
@@ -106,8 +125,6 @@ class SwitchTest(absltest.TestCase):
       np.testing.assert_array_equal(u.numpy(), v.numpy(), err_msg=u.name)
     # Disk trouble on both slim checkpoints: the run falls back to the masked ckpt-2
     # (and would switch again at step 3) instead of failing.
-    wd = cfg.run.workdir
-    ckpt_dir = checkpoints.checkpoint_dir(wd)
     for n in (4, 6):
       data = os.path.join(ckpt_dir, f"ckpt-{n}.data-00000-of-00001")
       with open(data, "r+b") as f:

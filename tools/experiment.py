@@ -134,6 +134,10 @@ def _define_flags():
       "ships, checksums verified first) or any --mode=teacher workdir of --config's "
       "architecture. Empty (--teacher_dir=) trains WORKDIR/teacher with --config; "
       "python -m tools.train_teacher retrains the shipped one.")
+  flags.DEFINE_list(
+      "tflite_variants", [n for n, _ in VARIANTS],
+      "TFLite variants exported, timed and evaluated for the teacher, PPCD's main run and "
+      "the structured baselines (RESULTS.md \"Exported variants\"); fp32 is required.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,13 +225,20 @@ class Experiment:
   def __init__(self, root: str, config_path: str, results_dir: str, num_samples: int,
                latency_repeats: int, classifier_epochs: int = 10, student_steps: int = 0,
                seeds: Sequence[int] = DEFAULT_SEEDS, teacher_dir: str = "",
-               curve_evals: int = 10, curve_samples: int = 2000):
+               curve_evals: int = 10, curve_samples: int = 2000,
+               tflite_variants: Sequence[str] = tuple(n for n, _ in VARIANTS)):
     from ppcd_tf import flags as ppcd_flags
     from ppcd_tf.config import ConfigError
     bad = [s for s in seeds if s not in REPORT_SEEDS]
     if bad or not seeds:
       raise ConfigError(f"--seeds={','.join(map(str, seeds))}: report seeds must be from "
                         f"{REPORT_SEEDS} (tuning uses the others).")
+    names = [n for n, _ in VARIANTS]
+    if not set(tflite_variants) <= set(names) or "fp32" not in tflite_variants:
+      raise ConfigError(f"--tflite_variants={','.join(tflite_variants)}: choose from "
+                        f"{','.join(names)}, with fp32 (the variant every run is timed as).")
+    # In VARIANTS order, so fp32 is first (finish's export, reused by variants).
+    self.tflite_variants = tuple(v for v in VARIANTS if v[0] in tflite_variants)
     self.root, self.results_dir, self.seeds = root, results_dir, tuple(seeds)
     self.config_path = config_path
     self.base = ppcd_flags.parse_flagfile(config_path)
@@ -522,8 +533,8 @@ class Experiment:
 
   def variants(self, run: Run, seed: int, generator=None,
                first_export: Optional[Dict] = None) -> Dict[str, Dict]:
-    """Exports the run's final generator as every TFLite variant (`VARIANTS`; the QAT
-    run: `QAT_VARIANTS`), times each at batch 1 and evaluates each through LiteRT on
+    """Exports the run's final generator as every TFLite variant (`VARIANTS`, or the
+    ones `tflite_variants` chose; the QAT run: `QAT_VARIANTS`), times each at batch 1 and evaluates each through LiteRT on
     the run's latents and features: {variant: {fid, kid_mean, intra_fid,
     class_accuracy, latency_ms, kib, max_abs_diff}}. `first_export` is `finish`'s
     export and timing of the first variant, reused instead of exporting and timing
@@ -534,7 +545,7 @@ class Experiment:
       model = "slim" if run.kind in ("ppcd", "magnitude") else "ema"
       generator = evaluate.load_for_eval(wd, model)[0]
     found = {}
-    variants = QAT_VARIANTS if run.kind == "qat" else VARIANTS
+    variants = QAT_VARIANTS if run.kind == "qat" else self.tflite_variants
     for i, (name, quantize) in enumerate(variants):
       path = os.path.join(out, "export", f"g_{name}.tflite")
       exp = (first_export if i == 0 and first_export is not None else
@@ -611,7 +622,7 @@ def main(argv):
     exp = Experiment(f.workdir, f.config, f.results, f.num_samples, f.latency_repeats,
                      f.classifier_epochs, f.student_steps, seeds=seeds,
                      teacher_dir=f.teacher_dir, curve_evals=f.curve_evals,
-                     curve_samples=f.curve_samples)
+                     curve_samples=f.curve_samples, tflite_variants=f.tflite_variants)
     if not f.report_only:
       exp.run(f.only or None)
     command = (f"python -m tools.experiment --workdir={f.workdir} --config={f.config} "
