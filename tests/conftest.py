@@ -42,7 +42,7 @@ HEAVY_FIRST = (
     "tests/test_train.py::XlaTest",                         # ~75
     "tests/test_train.py::PpcdTest",                        # ~75
     "tests/test_biggan_deep.py::DeepTrainingTest",          # ~70
-    "tests/test_biggan_deep.py::Imagenet128DeepStepTest",   # new
+    "tests/test_biggan_deep.py::Imagenet128DeepStepTest",   # ~90 (CPU-s, 2026-12-03)
 )
 
 

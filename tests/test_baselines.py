@@ -106,6 +106,7 @@ class MagnitudeBaselineTest(absltest.TestCase):
     self.assertEqual(changed, self.changed)
     self.assertEqual(summary["nonzero_params"], self.summary["nonzero_params"])
 
+
 class MixedPrecisionWrapperTest(absltest.TestCase):
 
   def test_wrapped_generator_prunes_under_mixed_bfloat16(self):
@@ -138,6 +139,7 @@ class MixedPrecisionWrapperTest(absltest.TestCase):
         m_ = mask.numpy()
         self.assertAlmostEqual(float(m_.mean()), 0.5, delta=0.05)
         self.assertEqual(np.count_nonzero(weight.numpy()[m_ == 0]), 0)
+
 
 if __name__ == "__main__":
   absltest.main()

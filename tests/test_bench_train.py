@@ -10,6 +10,7 @@ import pytest
 from absl.testing import absltest
 
 from ppcd_tf import flags as ppcd_flags
+from tests import imagenet_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,25 +81,13 @@ class BenchTrainTest(absltest.TestCase):
     # teacher case only: the PPCD case adds the teacher networks and about 4 more
     # minutes on 2 cores (the suite's 20-minute budget); its step code is the one
     # the tiny cases above time.
-    import tensorflow_datasets as tfds
-    from tools import bench_train
-    data = tempfile.mkdtemp(prefix="ppcd_mock_imagenet_")
-    base = ppcd_flags.parse_flagfile(
-        os.path.join(REPO, "configs", "imagenet128.cfg"),
-        ["--batch_size=1", f"--data_dir={data}", f"--manual_dir={data}",
-         "--shuffle_buffer=4", "--d_steps=1"])  # one D pass: the same code, half of D's cost
-    # float32: the tests run with oneDNN off, where bf16 convolutions are emulated
-    # (much slower on CPU); bf16 training is tested at tiny size in tests/test_precision.py.
-    cases = [("teacher", False, "float32")]
-    with tfds.testing.mock_data(num_examples=4):  # ImageNet itself is not here
-      result = bench_train.run_benchmark(base, cases, steps=1, repeats=1, warmup=0,
-                                         log=lambda m: None)
+    _, result = imagenet_step.teacher_step("imagenet128.cfg")
     self.assertEqual(result["config"]["g_params"], 70_433_988)
     self.assertEqual(result["config"]["batch_size"], 1)
-    rate = result["steps_per_second"]["teacher/no_xla/float32"]
+    rate = result["steps_per_second"][imagenet_step.CASE]
     self.assertLen(rate["all"], 1)
     self.assertGreater(rate["median"], 0)
-    self.assertGreater(result["memory"]["per_case"]["teacher/no_xla/float32"]
+    self.assertGreater(result["memory"]["per_case"][imagenet_step.CASE]
                        ["host_rss_mb"], 1000)  # 158M float32 parameters + Adam slots
 
 

@@ -12,6 +12,7 @@ from ppcd_tf import config as config_lib
 from ppcd_tf import flags as ppcd_flags
 from ppcd_tf import flops
 from ppcd_tf import slim as slim_lib
+from tests import imagenet_step
 from ppcd_tf.discriminator import build_discriminator
 from ppcd_tf.generator import build_generator
 from tools import inspect_model
@@ -134,24 +135,13 @@ class Imagenet128DeepStepTest(absltest.TestCase):
 
   def test_imagenet128_deep_teacher_step_at_batch_1(self):
     # The full BigGAN-deep 128x128 networks build, trace and take a training step on
-    # CPU at batch 1, with ImageNet mocked (tensorflow_datasets' mock_data), as
-    # tests/test_bench_train.py does for configs/imagenet128.cfg; one D pass a step
-    # (the same code, half of D's cost). The PPCD step on BigGAN-deep is
+    # CPU at batch 1 (tests/imagenet_step.py). The PPCD step on BigGAN-deep is
     # DeepTrainingTest's, at tiny width.
-    import tensorflow_datasets as tfds
-    from tools import bench_train
-    data = tempfile.mkdtemp(prefix="ppcd_mock_imagenet_")
-    base = ppcd_flags.parse_flagfile(
-        "configs/imagenet128_deep.cfg",
-        ["--batch_size=1", f"--data_dir={data}", f"--manual_dir={data}",
-         "--shuffle_buffer=4", "--d_steps=1"])
-    with tfds.testing.mock_data(num_examples=4):
-      result = bench_train.run_benchmark(base, [("teacher", False, "float32")], steps=1,
-                                         repeats=1, warmup=0, log=lambda m: None)
+    base, result = imagenet_step.teacher_step("imagenet128_deep.cfg")
     # The 128-wide to-RGB conv of the release is ours at 3 outputs (BUILD.md).
     self.assertEqual(result["config"]["g_params"], flops.generator_cost(base.model).total_params)
     self.assertEqual(result["config"]["g_params"], 50_244_484)
-    rate = result["steps_per_second"]["teacher/no_xla/float32"]
+    rate = result["steps_per_second"][imagenet_step.CASE]
     self.assertLen(rate["all"], 1)
     self.assertGreater(rate["median"], 0)
 

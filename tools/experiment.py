@@ -93,6 +93,7 @@ METRICS_CHECK_TOLERANCE = 1e-3
 # (RESULTS.md "Exported variants"): what a user would ship at the main budget.
 VARIANT_RUNS = ("teacher", MAIN_RUN) + STRUCTURED
 VARIANTS = (("fp32", "none"), ("fp16", "float16"), ("dynamic", "dynamic"), ("int8", "int8"))
+VARIANT_NAMES = tuple(n for n, _ in VARIANTS)
 METRICS_CHECK_FILE = "teacher_check.json"
 QAT_FRACTION = 12  # QAT steps after PPCD's last step: student steps / 12 (500 of 6,000)
 QAT_RUN = "ppcd_t81_qat"
@@ -135,7 +136,7 @@ def _define_flags():
       "architecture. Empty (--teacher_dir=) trains WORKDIR/teacher with --config; "
       "python -m tools.train_teacher retrains the shipped one.")
   flags.DEFINE_list(
-      "tflite_variants", [n for n, _ in VARIANTS],
+      "tflite_variants", list(VARIANT_NAMES),
       "TFLite variants exported, timed and evaluated for the teacher, PPCD's main run and "
       "the structured baselines (RESULTS.md \"Exported variants\"); fp32 is required.")
 
@@ -226,17 +227,16 @@ class Experiment:
                latency_repeats: int, classifier_epochs: int = 10, student_steps: int = 0,
                seeds: Sequence[int] = DEFAULT_SEEDS, teacher_dir: str = "",
                curve_evals: int = 10, curve_samples: int = 2000,
-               tflite_variants: Sequence[str] = tuple(n for n, _ in VARIANTS)):
+               tflite_variants: Sequence[str] = VARIANT_NAMES):
     from ppcd_tf import flags as ppcd_flags
     from ppcd_tf.config import ConfigError
     bad = [s for s in seeds if s not in REPORT_SEEDS]
     if bad or not seeds:
       raise ConfigError(f"--seeds={','.join(map(str, seeds))}: report seeds must be from "
                         f"{REPORT_SEEDS} (tuning uses the others).")
-    names = [n for n, _ in VARIANTS]
-    if not set(tflite_variants) <= set(names) or "fp32" not in tflite_variants:
+    if not set(tflite_variants) <= set(VARIANT_NAMES) or "fp32" not in tflite_variants:
       raise ConfigError(f"--tflite_variants={','.join(tflite_variants)}: choose from "
-                        f"{','.join(names)}, with fp32 (the variant every run is timed as).")
+                        f"{','.join(VARIANT_NAMES)}, with fp32 (the variant every run is timed as).")
     # In VARIANTS order, so fp32 is first (finish's export, reused by variants).
     self.tflite_variants = tuple(v for v in VARIANTS if v[0] in tflite_variants)
     self.root, self.results_dir, self.seeds = root, results_dir, tuple(seeds)
