@@ -115,7 +115,14 @@ class ReliabilityCase(absltest.TestCase):
   def assertUserError(self, result, code, *fragments):
     got, err = result
     self.assertEqual(got, code, err)
-    self.assertTrue(err.startswith("error: "), err)
+    # Warnings logged on the way (absl lines such as "W1203 16:16:50 ... trying an older
+    # one") may precede the message; absl writes them to this stderr only once some
+    # earlier test in the process has initialised absl logging. Nothing else may.
+    lines = err.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("error: ")), None)
+    self.assertIsNotNone(first, err)
+    for line in lines[:first]:
+      self.assertRegex(line, r"^[IWE]\d{4} \d\d:\d\d:\d\d", err)
     self.assertNotIn("Traceback", err)
     for fragment in fragments:
       self.assertIn(fragment, err)

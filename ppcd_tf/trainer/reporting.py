@@ -29,8 +29,16 @@ class ReportingMixin:
     y = np.repeat(rows, per_class).astype(np.int32)
     z = evaluation.sample_z(len(y), self.model_cfg.z_dim, SAMPLE_SEED,
                             self.cfg.run.truncation or None)
-    imgs = self.G_ema((tf.constant(z, tf.float32), tf.constant(y)), training=False)
+    imgs = self._ema_call(tf.constant(z, tf.float32), tf.constant(y))
     return images_lib.make_grid(imgs.numpy(), rows=len(rows))
+
+  # Whether `_ema_call` may run XLA-compiled (evaluation with --jit_compile).
+  _ema_call_jit = True
+
+  def _ema_call(self, z, y):
+    """Images of the EMA generator at inference, for sample grids and evaluation
+    (a trainer whose G needs replica context overrides it)."""
+    return self.G_ema((z, y), training=False)
 
   def _write_samples(self, step: int) -> Optional[str]:
     # Every worker computes the grid: reading sync-on-read BN statistics is a
@@ -93,8 +101,7 @@ class ReportingMixin:
       extractor = features.get_extractor(r.eval_extractor)
       ref = evaluation.reference_stats(extractor, self.cfg.data, self.cfg.model,
                                        cache_dir=r.stats_dir)
-      gen = tf.function(lambda z, y: self.G_ema((z, y), training=False),
-                        jit_compile=r.jit_compile)
+      gen = tf.function(self._ema_call, jit_compile=r.jit_compile and self._ema_call_jit)
       self._eval = (extractor, ref, gen)
     extractor, ref, gen = self._eval
     result = evaluation.evaluate_generator(
